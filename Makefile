@@ -1,0 +1,32 @@
+# The README's commands. Each one sets up what it needs: a fresh Debian machine with
+# Python 3.11 is enough.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[plot,image,web,dev]"
+	touch $(STAMP)
+
+## run: the main job (see README)
+run: $(STAMP)
+	$(BIN)/python -m barenet.demo
+
+## test: lint, type-check and the whole test suite (pytest exits non-zero on zero tests)
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,40 @@
+"""barenet's exceptions: one base class, so a program (or the CLI) can catch them all."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BarenetError",
+    "ArgumentError",
+    "DatasetError",
+    "ModelFileError",
+    "TrainingError",
+]
+
+
+class BarenetError(Exception):
+    """Base of every error barenet raises on purpose; its message is meant for a person."""
+
+
+class ArgumentError(BarenetError, ValueError):
+    """A bad argument: the message names the argument and the value received."""
+
+
+class DatasetError(BarenetError):
+    """A dataset could not be read, verified or obtained."""
+
+
+class ModelFileError(BarenetError):
+    """A model file is missing, truncated, foreign, or does not match its config."""
+
+
+class TrainingError(BarenetError):
+    """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise ArgumentError unless ``value`` is a finite number > 0 (or >= 0)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    ok = ok and abs(value) != float("inf") and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ArgumentError(f"{name} must be a finite number {bound}, got {value!r}")
