@@ -1,5 +1,6 @@
 """Data for barenet: MNIST, Fashion-MNIST and small toy sets."""
 
 from barenet.datasets.toy import sine, spiral, vertical
+from barenet.datasets.transforms import one_hot, scale, standardize, train_val_split
 
-__all__ = ["sine", "spiral", "vertical"]
+__all__ = ["one_hot", "scale", "sine", "spiral", "standardize", "train_val_split", "vertical"]
