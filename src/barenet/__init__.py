@@ -1,5 +1,20 @@
-"""barenet: neural networks from scratch in NumPy."""
+"""barenet: neural networks from scratch in NumPy.
 
+>>> import barenet as bn
+>>> model = bn.Sequential([bn.Dense(2, 64), bn.ReLU(), bn.Dense(64, 3)], seed=0)
+>>> model.compile(loss="cross_entropy", optimizer=bn.Adam(lr=0.01))
+"""
+
+from barenet import activations, callbacks, init, layers, losses, metrics, optim, schedules
+from barenet.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from barenet.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ProgressBar,
+)
 from barenet.errors import (
     ArgumentError,
     BarenetError,
@@ -7,14 +22,63 @@ from barenet.errors import (
     ModelFileError,
     TrainingError,
 )
+from barenet.gradcheck import check_grad
+from barenet.io import load_model
+from barenet.layers import Dense, Dropout, Flatten, Layer
+from barenet.losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Loss
+from barenet.model import Sequential
+from barenet.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from barenet.schedules import CosineDecay, ExponentialDecay, InverseTimeDecay, StepDecay, WarmUp
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAE",
+    "MSE",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
     "ArgumentError",
     "BarenetError",
+    "BinaryCrossEntropy",
+    "Callback",
+    "Checkpoint",
+    "CosineDecay",
+    "CrossEntropy",
     "DatasetError",
+    "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "ExponentialDecay",
+    "Flatten",
+    "History",
+    "InverseTimeDecay",
+    "Layer",
+    "LeakyReLU",
+    "LearningRateScheduler",
+    "Loss",
     "ModelFileError",
+    "Optimizer",
+    "ProgressBar",
+    "RMSprop",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "StepDecay",
+    "Tanh",
     "TrainingError",
+    "WarmUp",
     "__version__",
+    "activations",
+    "callbacks",
+    "check_grad",
+    "init",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
+    "optim",
+    "schedules",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
-    "BarenetError",
     "ArgumentError",
+    "BarenetError",
     "DatasetError",
     "ModelFileError",
     "TrainingError",

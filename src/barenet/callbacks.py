@@ -1,0 +1,233 @@
+"""Callbacks: hooks into ``Sequential.fit`` — history, progress, early stopping,
+checkpoints and learning-rate schedules by epoch."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from barenet.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from barenet.model import Sequential
+
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "History",
+    "LearningRateScheduler",
+    "ProgressBar",
+]
+
+Logs = dict[str, float]
+
+
+class Callback:
+    """Base class; ``fit`` sets ``self.model`` before training starts."""
+
+    model: Sequential
+
+    def on_train_begin(self, logs: Logs) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None: ...
+    def on_batch_end(self, batch: int, logs: Logs) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None: ...
+    def on_train_end(self, logs: Logs) -> None: ...
+
+
+class History(Callback):
+    """Per-epoch logs: ``history.history["loss"]`` is the list of training losses, and so
+    on for ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr`` and ``time``."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def _fmt(logs: Logs) -> str:
+    parts = []
+    for key, value in logs.items():
+        if key in ("epoch", "time"):
+            continue
+        parts.append(f"{key}={value:.4g}" if key == "lr" else f"{key}={value:.4f}")
+    return " ".join(parts)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr with the running loss and accuracy. When stderr is not
+    a terminal it prints one line per epoch instead."""
+
+    def __init__(self, epochs: int, steps: int, *, stream: Any = None) -> None:
+        self.epochs, self.steps = epochs, steps
+        self.stream = stream if stream is not None else sys.stderr
+        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar: Any = None
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        self._start = time.perf_counter()
+        if self.interactive:
+            self._bar = tqdm(
+                total=self.steps,
+                desc=f"epoch {epoch + 1}/{self.epochs}",
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+            )
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            if batch % 20 == 0 or batch == self.steps - 1:
+                self._bar.set_postfix_str(_fmt(logs), refresh=False)
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(_fmt(logs))
+            self._bar.close()
+            self._bar = None
+        else:
+            seconds = time.perf_counter() - self._start
+            print(
+                f"epoch {epoch + 1}/{self.epochs} {seconds:.1f}s {_fmt(logs)}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def on_train_end(self, logs: Logs) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class _Monitor(Callback):
+    """Shared logic: watch one logged value and tell whether it improved."""
+
+    def __init__(self, monitor: str, mode: str, min_delta: float) -> None:
+        if mode not in ("auto", "min", "max"):
+            raise ArgumentError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(float(min_delta))
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def _value(self, logs: Logs) -> float:
+        if self.monitor not in logs:
+            raise ArgumentError(
+                f"monitor={self.monitor!r} is not logged; available: {', '.join(logs)}"
+            )
+        return float(logs[self.monitor])
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; with ``restore_best``
+    the model ends with the weights of its best epoch."""
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        *,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best: bool = True,
+    ) -> None:
+        super().__init__(monitor, mode, min_delta)
+        if not isinstance(patience, int) or patience < 0:
+            raise ArgumentError(f"patience must be an integer >= 0, got {patience!r}")
+        self.patience, self.restore_best = patience, restore_best
+        self.wait = 0
+        self.best_epoch = -1
+        self.stopped_epoch: int | None = None
+        self._best_weights: np.ndarray | None = None
+
+    def on_train_begin(self, logs: Logs) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait, self.best_epoch, self.stopped_epoch = 0, -1, None
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        value = self._value(logs)
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self._best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+
+    def on_train_end(self, logs: Logs) -> None:
+        if self.restore_best and self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+
+class Checkpoint(_Monitor):
+    """Save the model (with optimizer state, so training can resume) after each epoch.
+
+    ``path`` may contain ``{epoch}`` (1-based). With ``save_best_only`` a file is written
+    only when ``monitor`` improves.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        include_optimizer: bool = True,
+    ) -> None:
+        super().__init__(monitor, mode, 0.0)
+        self.path, self.save_best_only = str(path), save_best_only
+        self.include_optimizer = include_optimizer
+        self.saved: list[str] = []
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        if self.save_best_only:
+            value = self._value(logs)
+            if not self._improved(value):
+                return
+            self.best = value
+        path = self.path.format(epoch=epoch + 1)
+        self.model.save(path, include_optimizer=self.include_optimizer, epoch=epoch + 1)
+        self.saved.append(path)
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of each epoch to ``fn(epoch, lr)``
+    (``epoch`` from 0, ``lr`` the current base rate)."""
+
+    def __init__(self, fn: Callable[[int, float], float]) -> None:
+        self.fn = fn
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        optimizer = self.model.optimizer
+        if optimizer is None:
+            raise ArgumentError("LearningRateScheduler needs a compiled model")
+        current = optimizer.lr if isinstance(optimizer.lr, float) else optimizer.current_lr
+        lr = float(self.fn(epoch, current))
+        if not math.isfinite(lr) or lr <= 0:
+            raise ArgumentError(f"the schedule returned lr={lr!r} at epoch {epoch}")
+        optimizer.lr = lr

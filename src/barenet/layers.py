@@ -1,0 +1,242 @@
+"""Layers: the Layer contract, Dense, Flatten and Dropout.
+
+Every layer follows one contract (see DESIGN.md):
+
+* ``forward(x, training=False) -> y`` returns its output and caches only what
+  ``backward`` needs;
+* ``backward(dy) -> dx`` returns the gradient with respect to its input and writes the
+  gradients of its parameters, in place, into ``self.grads`` (same names as
+  ``self.params``). Writing in place lets a model keep all parameters and gradients in
+  one contiguous buffer, which makes the optimizer step a handful of vector operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from barenet import init as initialisers
+from barenet.errors import ArgumentError, check_positive
+
+__all__ = ["Dense", "Dropout", "Flatten", "Layer"]
+
+
+class Layer:
+    """Base class. Subclasses override ``forward``/``backward`` and, if they learn, ``params``."""
+
+    #: Layers registered by class name, so a saved config can be turned back into layers.
+    registry: ClassVar[dict[str, type[Layer]]] = {}
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Layer.registry[cls.__name__] = cls
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one sample's output given one sample's input shape (no batch axis)."""
+        return input_shape
+
+    def penalty(self) -> float:
+        """Regularisation added to the loss (0 for most layers)."""
+        return 0.0
+
+    def reseed(self, rng: np.random.Generator) -> None:
+        """Take a random generator for training-time randomness (Dropout uses it)."""
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-serialisable, so ``type(self)(**config)`` rebuilds it."""
+        return {}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays saved with the model besides ``params`` (BatchNorm's running statistics)."""
+        return {}
+
+    def num_params(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = x @ W.T + b``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output widths. ``W`` has shape ``(out_features, in_features)``, as in
+        ``torch.nn.Linear``, so weights can be compared with PyTorch's directly.
+    init : str
+        "he" (default, for ReLU) or "glorot" (for tanh/sigmoid); see ``barenet.init``.
+    weight_l1, weight_l2, bias_l1, bias_l2 : float
+        Penalties ``l1 * sum|w| + l2 * sum(w**2)`` added to the loss.
+    rng : Generator, int or None
+        Source of the initial weights.
+    dtype : numpy dtype
+        float32 by default; float64 for gradient checks.
+
+    Backward, for ``dy`` of shape (N, out): ``dW = dy.T @ x``, ``db = sum(dy, axis=0)``,
+    ``dx = dy @ W``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        init: str = "he",
+        weight_l1: float = 0.0,
+        weight_l2: float = 0.0,
+        bias_l1: float = 0.0,
+        bias_l2: float = 0.0,
+        rng: initialisers.RngLike = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
+        for name, penalty in (
+            ("weight_l1", weight_l1),
+            ("weight_l2", weight_l2),
+            ("bias_l1", bias_l1),
+            ("bias_l2", bias_l2),
+        ):
+            check_positive(name, penalty, allow_zero=True)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.init = init
+        self._initialiser = initialisers.get(init)
+        self.weight_l1, self.weight_l2 = float(weight_l1), float(weight_l2)
+        self.bias_l1, self.bias_l2 = float(bias_l1), float(bias_l2)
+        self.dtype = np.dtype(dtype)
+        self._x: np.ndarray | None = None
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng: initialisers.RngLike = None) -> None:
+        """Draw new weights (zero biases) from ``rng``."""
+        shape = (self.out_features, self.in_features)
+        self.params = {
+            "weight": self._initialiser(shape, initialisers.as_rng(rng), self.dtype),
+            "bias": np.zeros(self.out_features, dtype=self.dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ArgumentError(
+                f"Dense({self.in_features}, {self.out_features}) expects input of shape "
+                f"(N, {self.in_features}), got {x.shape}"
+            )
+        self._x = x
+        y = x @ self.params["weight"].T
+        y += self.params["bias"]
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError("Dense.backward called before forward")
+        w, b = self.params["weight"], self.params["bias"]
+        gw, gb = self.grads["weight"], self.grads["bias"]
+        np.matmul(dy.T, self._x, out=gw)
+        np.sum(dy, axis=0, out=gb)
+        # Penalty gradients: d(l1*|w|)/dw = l1*sign(w), d(l2*w^2)/dw = 2*l2*w.
+        for p, g, l1, l2 in (
+            (w, gw, self.weight_l1, self.weight_l2),
+            (b, gb, self.bias_l1, self.bias_l2),
+        ):
+            if l1:
+                g += l1 * np.sign(p)
+            if l2:
+                g += (2 * l2) * p
+        return dy @ w
+
+    def penalty(self) -> float:
+        w, b = self.params["weight"], self.params["bias"]
+        total = 0.0
+        for p, l1, l2 in ((w, self.weight_l1, self.weight_l2), (b, self.bias_l1, self.bias_l2)):
+            if l1:
+                total += l1 * float(np.abs(p).sum())
+            if l2:
+                total += l2 * float(np.square(p).sum())
+        return total
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.out_features,)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "init": self.init,
+        }
+        for name in ("weight_l1", "weight_l2", "bias_l1", "bias_l2"):
+            if getattr(self, name):
+                config[name] = getattr(self, name)
+        if self.dtype != np.float32:
+            config["dtype"] = self.dtype.name
+        return config
+
+
+class Flatten(Layer):
+    """Reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)``; backward restores the shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shape: tuple[int, ...] = ()
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy.reshape(self._shape)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (int(np.prod(input_shape)),)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each value with probability ``rate`` and scale the
+    rest by ``1 / (1 - rate)`` so the expected output is unchanged; at inference, identity."""
+
+    def __init__(self, rate: float = 0.5, *, rng: initialisers.RngLike = None) -> None:
+        super().__init__()
+        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ArgumentError(f"rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.rng = initialisers.as_rng(rng)
+        self._mask: np.ndarray | None = None
+
+    def reseed(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        keep = 1.0 - self.rate
+        # One uniform draw per value, compared and scaled in the input's dtype (no upcast).
+        mask = self.rng.random(x.shape, dtype=np.float32) < keep
+        self._mask = mask.astype(x.dtype)
+        self._mask *= x.dtype.type(1.0 / keep)
+        return x * self._mask
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy if self._mask is None else dy * self._mask
+
+    def get_config(self) -> dict[str, Any]:
+        return {"rate": self.rate}

@@ -1,0 +1,228 @@
+"""Losses: ``forward(outputs, targets) -> float`` and ``backward() -> d outputs``.
+
+All losses average over the batch (and, for the element-wise ones, over outputs), so the
+gradient carries the matching ``1 / N`` factor.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import numpy as np
+
+from barenet.activations import Sigmoid, Softmax, sigmoid
+from barenet.errors import ArgumentError
+from barenet.layers import Layer
+
+__all__ = ["MAE", "MSE", "BinaryCrossEntropy", "CrossEntropy", "Loss", "get"]
+
+_CLIP = 1e-7  # keeps log() finite when a loss is given probabilities instead of logits
+
+
+class Loss:
+    """Base class. ``kind`` tells the model how to turn outputs into predictions."""
+
+    kind: ClassVar[str] = "regression"  # or "multiclass", "binary"
+    #: The output activation this loss fuses with when it ends a model.
+    fuses_with: ClassVar[type[Layer] | None] = None
+    from_logits: bool = True
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def backward(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        return self.forward(outputs, targets)
+
+    def on_logits(self) -> Loss:
+        """This loss reading logits: what a model trains with after fusing the activation."""
+        fused = copy.copy(self)
+        fused.from_logits = True
+        return fused
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _check_batch(outputs: np.ndarray, targets: np.ndarray) -> None:
+    if outputs.ndim < 1 or len(outputs) != len(targets):
+        raise ArgumentError(
+            f"targets must have one row per output row: outputs {outputs.shape}, "
+            f"targets {np.shape(targets)}"
+        )
+
+
+class CrossEntropy(Loss):
+    """Categorical cross-entropy ``-mean(sum(q * log softmax(z)))`` on logits ``z`` (N, C).
+
+    ``targets`` are class ids (N,) or one-hot / probability rows (N, C). With
+    ``label_smoothing = e`` the target becomes ``q = (1 - e) * onehot + e / C``.
+
+    ``log softmax`` uses log-sum-exp after subtracting the row maximum, so the loss and
+    its gradient are finite for any finite logits. Gradient: ``(softmax(z) - q) / N``
+    (the softmax Jacobian and the log's ``1/p`` cancel, which is why the two are fused).
+    With ``from_logits=False`` the inputs are probabilities (clipped to [1e-7, 1 - 1e-7]).
+    """
+
+    kind = "multiclass"
+    fuses_with = Softmax
+
+    def __init__(self, *, label_smoothing: float = 0.0, from_logits: bool = True) -> None:
+        if not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
+            raise ArgumentError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+        self.from_logits = bool(from_logits)
+
+    def _targets(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Target distribution q, shape (N, C), in the outputs' dtype."""
+        n, c = outputs.shape
+        targets = np.asarray(targets)
+        if targets.ndim == 1:
+            if not np.issubdtype(targets.dtype, np.integer):
+                if not np.all(np.mod(targets, 1) == 0):
+                    raise ArgumentError("targets of shape (N,) must be integer class ids")
+                targets = targets.astype(np.int64)
+            if targets.size and (targets.min() < 0 or targets.max() >= c):
+                raise ArgumentError(
+                    f"targets must be class ids in [0, {c}), got values in "
+                    f"[{targets.min()}, {targets.max()}]"
+                )
+            q = np.zeros((n, c), dtype=outputs.dtype)
+            q[np.arange(n), targets] = 1
+        elif targets.shape == outputs.shape:
+            q = targets.astype(outputs.dtype, copy=True)
+        else:
+            raise ArgumentError(
+                f"targets must be class ids (N,) or one-hot (N, {c}), got shape {targets.shape}"
+            )
+        if self.label_smoothing:
+            q *= 1 - self.label_smoothing
+            q += self.label_smoothing / c
+        return q
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        if outputs.ndim != 2:
+            raise ArgumentError(
+                f"CrossEntropy expects outputs of shape (N, C), got {outputs.shape}"
+            )
+        _check_batch(outputs, targets)
+        self._q = self._targets(outputs, targets)
+        n = len(outputs)
+        if self.from_logits:
+            shifted = outputs - outputs.max(axis=1, keepdims=True)
+            log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            log_p = shifted - log_sum
+            self._p = np.exp(log_p)
+        else:
+            self._p = np.clip(outputs, _CLIP, 1 - _CLIP)
+            log_p = np.log(self._p)
+        return float(-(self._q * log_p).sum() / n)
+
+    def backward(self) -> np.ndarray:
+        n = len(self._p)
+        if self.from_logits:
+            return (self._p - self._q) / self._p.dtype.type(n)
+        return -self._q / self._p / self._p.dtype.type(n)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        if not self.from_logits:
+            config["from_logits"] = False
+        return config
+
+
+def _as_outputs_shape(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Targets as an array shaped like ``outputs`` (accepting (N,) for (N, 1) outputs)."""
+    _check_batch(outputs, targets)
+    targets = np.asarray(targets, dtype=outputs.dtype)
+    if targets.shape != outputs.shape:
+        if targets.size != outputs.size:
+            raise ArgumentError(
+                f"targets must have the outputs' shape {outputs.shape}, got {targets.shape}"
+            )
+        targets = targets.reshape(outputs.shape)
+    return targets
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy, averaged over samples and outputs, on logits ``z``:
+    ``max(z, 0) - z * y + log(1 + exp(-|z|))``, which never overflows; gradient
+    ``(sigmoid(z) - y) / (N * K)``. With ``from_logits=False`` inputs are probabilities.
+    Fuses with a trailing ``Sigmoid``."""
+
+    kind = "binary"
+    fuses_with = Sigmoid
+
+    def __init__(self, *, from_logits: bool = True) -> None:
+        self.from_logits = bool(from_logits)
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        y = self._y = _as_outputs_shape(outputs, targets)
+        if self.from_logits:
+            self._p = sigmoid(outputs)
+            losses = np.maximum(outputs, 0) - outputs * y + np.log1p(np.exp(-np.abs(outputs)))
+        else:
+            self._p = np.clip(outputs, _CLIP, 1 - _CLIP)
+            losses = -(y * np.log(self._p) + (1 - y) * np.log(1 - self._p))
+        return float(losses.mean())
+
+    def backward(self) -> np.ndarray:
+        p, y, size = self._p, self._y, self._p.dtype.type(self._p.size)
+        if self.from_logits:
+            return (p - y) / size
+        return (p - y) / (p * (1 - p)) / size
+
+    def get_config(self) -> dict[str, Any]:
+        return {} if self.from_logits else {"from_logits": False}
+
+
+class MSE(Loss):
+    """Mean squared error ``mean((o - y)**2)``; gradient ``2 (o - y) / (N * K)``."""
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        self._diff = outputs - _as_outputs_shape(outputs, targets)
+        return float(np.square(self._diff).mean())
+
+    def backward(self) -> np.ndarray:
+        return self._diff * self._diff.dtype.type(2 / self._diff.size)
+
+
+class MAE(Loss):
+    """Mean absolute error ``mean(|o - y|)``; gradient ``sign(o - y) / (N * K)``."""
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        self._diff = outputs - _as_outputs_shape(outputs, targets)
+        return float(np.abs(self._diff).mean())
+
+    def backward(self) -> np.ndarray:
+        return np.sign(self._diff) * self._diff.dtype.type(1 / self._diff.size)
+
+
+_REGISTRY: dict[str, type[Loss]] = {
+    "cross_entropy": CrossEntropy,
+    "categorical_crossentropy": CrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "binary_crossentropy": BinaryCrossEntropy,
+    "mse": MSE,
+    "mae": MAE,
+}
+
+
+def get(loss: str | Loss) -> Loss:
+    """A loss by name ("cross_entropy", "binary_cross_entropy", "mse", "mae") or as given."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss.lower() in _REGISTRY:
+        return _REGISTRY[loss.lower()]()
+    if isinstance(loss, str) and loss in {c.__name__ for c in _REGISTRY.values()}:
+        return next(c for c in _REGISTRY.values() if c.__name__ == loss)()
+    raise ArgumentError(f"loss must be a Loss or one of {', '.join(_REGISTRY)}; got {loss!r}")

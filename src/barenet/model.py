@@ -1,0 +1,470 @@
+"""``Sequential``: a stack of layers with compile / fit / evaluate / predict / save."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from barenet import losses as losses_mod
+from barenet import optim
+from barenet.activations import sigmoid, softmax
+from barenet.callbacks import Callback, History, ProgressBar
+from barenet.errors import ArgumentError, BarenetError, TrainingError
+from barenet.init import as_rng
+from barenet.layers import Layer
+from barenet.metrics import accuracy
+
+__all__ = ["Sequential"]
+
+_METRICS = ("accuracy", "mae", "mse")
+
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class Sequential:
+    """Layers applied one after the other.
+
+    >>> import barenet as bn
+    >>> model = bn.Sequential([bn.Dense(2, 64), bn.ReLU(), bn.Dense(64, 3)], seed=0)
+    >>> model.compile(loss="cross_entropy", optimizer=bn.Adam(lr=0.02))
+
+    Parameters
+    ----------
+    layers : list of Layer
+    seed : int, optional
+        Re-initialise every layer's parameters from this seed, so the same seed gives the
+        same weights.
+    """
+
+    def __init__(self, layers: Iterable[Layer] = (), *, seed: int | None = None) -> None:
+        self.layers: list[Layer] = []
+        for layer in layers:
+            self.add(layer)
+        if seed is not None:
+            rng = as_rng(seed)
+            for layer in self.layers:
+                reset = getattr(layer, "reset_parameters", None)
+                if reset is not None:
+                    reset(rng)
+        self.loss: losses_mod.Loss | None = None
+        self.optimizer: optim.Optimizer | None = None
+        self.metrics: list[str] = []
+        self.input_shape: tuple[int, ...] | None = None
+        #: Free-form facts saved with the model: class names, preprocessing, dataset, ...
+        self.metadata: dict[str, Any] = {}
+        self.stop_training = False
+        self._flat: np.ndarray | None = None
+        self._flat_grads: np.ndarray | None = None
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise ArgumentError(f"layers must be barenet Layer objects, got {layer!r}")
+        self.layers.append(layer)
+        self._flat = None
+
+    # ---- set-up ---------------------------------------------------------------------
+    def compile(
+        self,
+        loss: str | losses_mod.Loss = "cross_entropy",
+        optimizer: str | optim.Optimizer = "adam",
+        metrics: Sequence[str] = ("accuracy",),
+    ) -> None:
+        """Choose the loss, the optimizer and the metrics reported by fit and evaluate."""
+        self.loss = losses_mod.get(loss)
+        self.optimizer = optim.get(optimizer)
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        for m in metrics:
+            if m not in _METRICS:
+                raise ArgumentError(f"metrics must be among {', '.join(_METRICS)}; got {m!r}")
+            if m == "accuracy" and self.loss.kind == "regression":
+                raise ArgumentError(
+                    f"metric 'accuracy' needs a classification loss, not {self.loss!r}"
+                )
+        self.metrics = list(metrics)
+
+    @property
+    def dtype(self) -> np.dtype:
+        dtypes = {p.dtype for layer in self.layers for p in layer.params.values()}
+        if len(dtypes) > 1:
+            raise ArgumentError(
+                f"all parameters must share one dtype, found {sorted(map(str, dtypes))}"
+            )
+        return dtypes.pop() if dtypes else np.dtype(np.float32)
+
+    def _fused(self) -> bool:
+        """Whether the last layer is the loss's own activation (Softmax before CrossEntropy),
+        which training skips so the loss sees logits and its gradient stays ``(p - y) / N``."""
+        assert self.loss is not None
+        kind = self.loss.fuses_with
+        return bool(self.layers) and kind is not None and isinstance(self.layers[-1], kind)
+
+    def _require_compiled(self) -> tuple[losses_mod.Loss, optim.Optimizer]:
+        if self.loss is None or self.optimizer is None:
+            raise BarenetError("call model.compile(loss, optimizer) before fit or evaluate")
+        return self.loss, self.optimizer
+
+    def _bind(self) -> tuple[np.ndarray, np.ndarray]:
+        """Move every parameter and gradient into one contiguous buffer each (the layers keep
+        views into them), so the optimizer updates all weights in a few vector operations."""
+        if (
+            self._flat is not None
+            and self._flat_grads is not None
+            and all(p.base is self._flat for layer in self.layers for p in layer.params.values())
+        ):
+            return self._flat, self._flat_grads
+        dtype = self.dtype
+        pairs = [(layer, name) for layer in self.layers for name in layer.params]
+        total = sum(layer.params[name].size for layer, name in pairs)
+        flat = np.empty(total, dtype=dtype)
+        flat_grads = np.zeros(total, dtype=dtype)
+        offset = 0
+        for layer, name in pairs:
+            p = layer.params[name]
+            view = flat[offset : offset + p.size].reshape(p.shape)
+            view[...] = p
+            layer.params[name] = view
+            layer.grads[name] = flat_grads[offset : offset + p.size].reshape(p.shape)
+            offset += p.size
+        self._flat, self._flat_grads = flat, flat_grads
+        return flat, flat_grads
+
+    def get_weights(self) -> np.ndarray:
+        """A copy of all parameters as one flat array."""
+        return self._bind()[0].copy()
+
+    def set_weights(self, weights: np.ndarray) -> None:
+        """Load parameters from a flat array made by ``get_weights``."""
+        flat = self._bind()[0]
+        weights = np.asarray(weights)
+        if weights.shape != flat.shape:
+            raise ArgumentError(f"weights must have shape {flat.shape}, got {weights.shape}")
+        flat[...] = weights
+
+    @property
+    def num_params(self) -> int:
+        return sum(layer.num_params() for layer in self.layers)
+
+    # ---- data checks ------------------------------------------------------------------
+    def _check_x(self, x: Any, name: str = "x") -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim < 2 or len(x) == 0:
+            raise ArgumentError(
+                f"{name} must be a non-empty batch of shape (N, ...), got {x.shape}"
+            )
+        if self.input_shape is not None and x.shape[1:] != self.input_shape:
+            raise ArgumentError(
+                f"{name} must have samples of shape {self.input_shape}, got {x.shape[1:]}"
+            )
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise ArgumentError(f"{name} must be numeric, got dtype {x.dtype}")
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _check_xy(self, x: Any, y: Any, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
+        y = np.asarray(y)
+        x_len = len(x) if hasattr(x, "__len__") else None
+        if x_len != len(y):
+            raise ArgumentError(
+                f"{name} and its targets differ in length: {x_len} samples vs {len(y)} targets"
+            )
+        return self._check_x(x, name), y
+
+    @staticmethod
+    def _warn_if_unscaled(x: np.ndarray) -> None:
+        if np.issubdtype(x.dtype, np.integer):
+            warnings.warn(
+                f"inputs are integers ({x.dtype}); scale them first, e.g. x / 255 for pixels",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        peak = float(np.abs(x).max())
+        if not math.isfinite(peak):
+            raise ArgumentError("inputs contain NaN or infinite values")
+        if peak > 10:
+            warnings.warn(
+                f"inputs reach |x| = {peak:.4g}; networks train best on inputs scaled to about "
+                "[-1, 1] (e.g. pixels / 255, or standardised features)",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # ---- forward passes ---------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Run every layer (including a final Softmax/Sigmoid, if any)."""
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def _logits(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Outputs the training loss reads: the fused activation is left out."""
+        body = self.layers[:-1] if self._fused() else self.layers
+        for layer in body:
+            x = layer.forward(x, training=training)
+        return x
+
+    def _batches(self, x: np.ndarray, batch_size: int) -> Iterable[np.ndarray]:
+        for start in range(0, len(x), batch_size):
+            yield x[start : start + batch_size]
+
+    def predict_proba(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities (N, C) for classifiers; raw outputs for regression."""
+        batch_size = _check_int("batch_size", batch_size)
+        x = self._check_x(x)
+        out = np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
+        if self.loss is not None and self.loss.from_logits and not self._fused():
+            if self.loss.kind == "multiclass":
+                return softmax(out, axis=1)
+            if self.loss.kind == "binary":
+                return sigmoid(out)
+        return out
+
+    def predict(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+        """Class ids (N,) for a multi-class model, 0/1 for a binary one, outputs otherwise."""
+        out = self.predict_proba(x, batch_size=batch_size)
+        kind = self.loss.kind if self.loss is not None else "multiclass"
+        if kind == "multiclass":
+            return out.argmax(axis=1)
+        if kind == "binary":
+            labels = (out > 0.5).astype(np.int64)
+            return labels.reshape(len(labels)) if labels.shape[1:] == (1,) else labels
+        return out
+
+    def _metric(self, name: str, outputs: np.ndarray, y: np.ndarray) -> float:
+        assert self.loss is not None
+        if name == "accuracy":
+            if self.loss.kind == "multiclass":
+                return accuracy(y, outputs.argmax(axis=1))
+            threshold = 0.0 if self.loss.from_logits or self._fused() else 0.5
+            return float(np.mean((outputs > threshold) == (y.reshape(outputs.shape) > 0.5)))
+        diff = outputs - y.reshape(outputs.shape)
+        return float(np.abs(diff).mean() if name == "mae" else np.square(diff).mean())
+
+    def evaluate(self, x: Any, y: Any, *, batch_size: int = 1024) -> dict[str, float]:
+        """Loss (with regularisation penalties) and metrics over the whole of ``x``."""
+        loss_fn, _ = self._require_compiled()
+        batch_size = _check_int("batch_size", batch_size)
+        x, y = self._check_xy(x, y)
+        train_loss = loss_fn.on_logits() if self._fused() else loss_fn
+        totals = dict.fromkeys(["loss", *self.metrics], 0.0)
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            out = self._logits(xb)
+            totals["loss"] += train_loss.forward(out, yb) * len(xb)
+            for m in self.metrics:
+                totals[m] += self._metric(m, out, yb) * len(xb)
+        results = {k: v / len(x) for k, v in totals.items()}
+        results["loss"] += self._penalty()
+        return results
+
+    def _penalty(self) -> float:
+        return sum(layer.penalty() for layer in self.layers)
+
+    # ---- training -----------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, Any] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        seed: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        verbose: int | str = "auto",
+        initial_epoch: int = 0,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    ) -> History:
+        """Train for ``epochs`` passes over ``(x, y)`` in mini-batches.
+
+        ``validation_split`` holds out the *last* fraction of ``x`` (before shuffling).
+        ``seed`` fixes the shuffling and dropout masks: each epoch draws from a generator
+        seeded by ``(seed, epoch)``, so resuming at ``initial_epoch`` from a checkpoint
+        repeats exactly what an uninterrupted run would have done.
+        ``augment(x_batch, rng) -> x_batch`` transforms each training batch (e.g. random
+        shifts of images); it draws from the epoch's generator, so it is seeded too.
+        A NaN or infinite loss stops training with ``TrainingError`` and restores the
+        weights from the end of the last complete epoch.
+        """
+        loss_fn, optimizer = self._require_compiled()
+        epochs = _check_int("epochs", epochs)
+        batch_size = _check_int("batch_size", batch_size)
+        initial_epoch = _check_int("initial_epoch", initial_epoch, minimum=0)
+        if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+            raise ArgumentError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if validation_data is not None and validation_split:
+            raise ArgumentError("give validation_data or validation_split, not both")
+        if len(np.shape(x)) >= 1:
+            self._warn_if_unscaled(np.asarray(x))
+        if self.input_shape is None and np.ndim(x) >= 2:
+            self.input_shape = tuple(np.shape(x)[1:])
+        x, y = self._check_xy(x, y)
+        if validation_split:
+            n_val = round(len(x) * validation_split)
+            if n_val < 1 or n_val >= len(x):
+                raise ArgumentError(
+                    f"validation_split={validation_split} leaves {n_val} of {len(x)} samples "
+                    "for validation"
+                )
+            validation_data = (x[-n_val:], y[-n_val:])
+            x, y = x[:-n_val], y[:-n_val]
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ArgumentError("validation_data must be a pair (x_val, y_val)")
+            validation_data = self._check_xy(*validation_data, name="validation_data")
+
+        flat, flat_grads = self._bind()
+        base_seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**62))
+        train_loss = loss_fn.on_logits() if self._fused() else loss_fn
+        body = self.layers[:-1] if self._fused() else self.layers
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        history = History()
+        cbs: list[Callback] = [history]
+        if verbose not in (0, False, "silent"):
+            cbs.append(ProgressBar(initial_epoch + epochs, steps))
+        cbs.extend(callbacks)
+        for cb in cbs:
+            cb.model = self
+        self.stop_training = False
+        xb_buffer = np.empty((min(batch_size, n), *x.shape[1:]), dtype=x.dtype)
+        for cb in cbs:
+            cb.on_train_begin({})
+        try:
+            for epoch in range(initial_epoch, initial_epoch + epochs):
+                rng = np.random.default_rng([base_seed, epoch])
+                for i, layer in enumerate(self.layers):
+                    layer.reseed(np.random.default_rng([base_seed, epoch, i + 1]))
+                for cb in cbs:
+                    cb.on_epoch_begin(epoch, {})
+                start = time.perf_counter()
+                snapshot = flat.copy()
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                loss_sum, metric_sums, seen = 0.0, dict.fromkeys(self.metrics, 0.0), 0
+                for b in range(steps):
+                    idx = order[b * batch_size : (b + 1) * batch_size]
+                    xb = np.take(x, idx, axis=0, out=xb_buffer[: len(idx)])
+                    yb = y[idx]
+                    if augment is not None:
+                        xb = augment(xb, rng)
+                    out = xb
+                    for layer in body:
+                        out = layer.forward(out, training=True)
+                    loss = train_loss.forward(out, yb) + self._penalty()
+                    if not math.isfinite(loss):
+                        flat[...] = snapshot
+                        raise TrainingError(
+                            f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}; weights "
+                            f"restored to the start of epoch {epoch + 1}. Try a lower learning "
+                            f"rate (lr={optimizer.current_lr:.3g}) or check the inputs"
+                        )
+                    grad = train_loss.backward()
+                    for layer in reversed(body):
+                        grad = layer.backward(grad)
+                    optimizer.step([flat], [flat_grads])
+                    seen += len(idx)
+                    loss_sum += loss * len(idx)
+                    logs = {"loss": loss_sum / seen}
+                    for m in self.metrics:
+                        metric_sums[m] += self._metric(m, out, yb) * len(idx)
+                        logs[m] = metric_sums[m] / seen
+                    for cb in cbs:
+                        cb.on_batch_end(b, logs)
+                logs = {"loss": loss_sum / n, **{m: s / n for m, s in metric_sums.items()}}
+                if validation_data is not None:
+                    val = self.evaluate(*validation_data, batch_size=max(batch_size, 1024))
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                logs["lr"] = optimizer.current_lr
+                logs["time"] = time.perf_counter() - start
+                if epoch == initial_epoch and steps >= 10:
+                    self._warn_if_at_chance(logs)
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            for cb in cbs:
+                cb.on_train_end({})
+        return history
+
+    def _warn_if_at_chance(self, logs: dict[str, float]) -> None:
+        assert self.loss is not None
+        if self.loss.kind != "multiclass" or "accuracy" not in logs:
+            return
+        width = self._output_width()
+        if width is None or width < 3:
+            return
+        if logs["accuracy"] < 1.2 / width:
+            warnings.warn(
+                f"training accuracy is {logs['accuracy']:.1%} after the first epoch, about "
+                f"chance for {width} classes: check the labels, the input scaling and the "
+                "learning rate",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _output_width(self) -> int | None:
+        shape = self.input_shape
+        if shape is None:
+            return None
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+        return shape[0] if len(shape) == 1 else None
+
+    # ---- description and files ----------------------------------------------------------
+    def summary(self, print_fn: Any = print) -> None:
+        """Print each layer, its output shape and parameter count (Keras-style)."""
+        shape = self.input_shape
+        if shape is None and self.layers and "in_features" in self.layers[0].get_config():
+            shape = (self.layers[0].get_config()["in_features"],)
+        rows = [("layer", "output shape", "params")]
+        for layer in self.layers:
+            shape = layer.output_shape(shape) if shape is not None else None
+            out = "(N, " + ", ".join(map(str, shape)) + ")" if shape is not None else "?"
+            rows.append((repr(layer), out, f"{layer.num_params():,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        line = "-" * (sum(widths) + 4)
+        print_fn(line)
+        for i, r in enumerate(rows):
+            print_fn(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
+            if i == 0:
+                print_fn(line)
+        print_fn(line)
+        print_fn(f"total parameters: {self.num_params:,}")
+
+    def get_config(self) -> dict[str, Any]:
+        """Architecture, loss, optimizer and metrics as JSON-serialisable data."""
+        return {
+            "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+            "loss": None
+            if self.loss is None
+            else {"class": type(self.loss).__name__, "config": self.loss.get_config()},
+            "optimizer": None
+            if self.optimizer is None
+            else {"class": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
+            "metrics": self.metrics,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+        }
+
+    def save(
+        self, path: str | Path, *, include_optimizer: bool = False, epoch: int | None = None
+    ) -> Path:
+        """Write one ``.npz`` (parameters + JSON config), atomically. See ``barenet.io``."""
+        from barenet.io import save_model
+
+        return save_model(self, path, include_optimizer=include_optimizer, epoch=epoch)
+
+    def __repr__(self) -> str:
+        return f"Sequential([{', '.join(map(repr, self.layers))}])"
