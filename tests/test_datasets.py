@@ -1,0 +1,75 @@
+"""The real MNIST and Fashion-MNIST: shapes, pinned digests and the published statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from barenet.datasets import FASHION_CLASSES, MNIST_CLASSES, load, scale
+from barenet.datasets.cache import describe
+from barenet.datasets.specs import FASHION, MNIST, digest, get_spec
+from barenet.errors import ArgumentError
+
+pytestmark = pytest.mark.slow
+
+
+def _check_layout_and_digests(data, spec):
+    (x_train, y_train), (x_test, y_test) = data
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    for name, a in arrays.items():
+        assert a.dtype == np.uint8, name
+        assert a.shape == spec.shape(name), name
+        assert digest(a) == spec.sha256[name], name
+    assert x_train.shape == (60000, 28, 28) and y_test.shape == (10000,)
+
+
+def test_mnist_is_the_pinned_data(mnist):
+    _check_layout_and_digests(mnist, MNIST)
+
+
+def test_fashion_is_the_pinned_data(fashion):
+    _check_layout_and_digests(fashion, FASHION)
+
+
+def test_mnist_statistics(mnist):
+    (x_train, _), (_, y_test) = mnist
+    pixels = scale(x_train)
+    assert pixels.mean(dtype=np.float64) == pytest.approx(0.1307, abs=5e-5)
+    assert pixels.std(dtype=np.float64) == pytest.approx(0.3081, abs=5e-5)
+    counts = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert np.bincount(y_test, minlength=10).tolist() == counts
+
+
+def test_fashion_statistics(fashion):
+    (x_train, y_train), (_, y_test) = fashion
+    pixels = scale(x_train)
+    assert pixels.mean(dtype=np.float64) == pytest.approx(0.2860, abs=5e-5)
+    assert pixels.std(dtype=np.float64) == pytest.approx(0.3530, abs=5e-5)
+    assert np.bincount(y_train).tolist() == [6000] * 10
+    assert np.bincount(y_test).tolist() == [1000] * 10
+    assert y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+
+
+def test_class_names():
+    assert MNIST_CLASSES == tuple(str(k) for k in range(10))
+    assert FASHION_CLASSES[0] == "T-shirt/top" and FASHION_CLASSES[9] == "Ankle boot"
+    assert len(FASHION_CLASSES) == 10 and FASHION.classes == FASHION_CLASSES
+
+
+def test_cache_records_its_source(mnist, fashion):
+    for spec in (MNIST, FASHION):
+        info = describe(spec)
+        assert info["present"] and info["verified"], info
+        assert info["sha256"] == spec.sha256
+        assert info["source"] and info["source"] != "unknown"
+
+
+def test_load_by_name_gives_the_same_arrays(fashion):
+    (x_train, _), (_, y_test) = load("Fashion-MNIST")
+    assert np.array_equal(x_train, fashion[0][0]) and np.array_equal(y_test, fashion[1][1])
+    assert get_spec("fashion_mnist") is FASHION
+
+
+def test_unknown_name_is_refused():
+    with pytest.raises(ArgumentError, match="unknown dataset 'cifar'"):
+        load("cifar")
