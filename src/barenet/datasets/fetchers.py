@@ -9,6 +9,7 @@ host gives up after ``CONNECT_TIMEOUT`` seconds, a stalled transfer after
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import socket
@@ -132,13 +133,18 @@ def download(url: str, dest: Path) -> None:
                 dest.open("wb") as out,
                 tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar,
             ):
+                received = 0
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-    except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts, bad URLs
+        # http.client returns a short body silently when the connection drops early
+        if total is not None and received != total:
+            raise DatasetError(f"{url}: transfer cut short: {received} of {total} bytes")
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # incl. URLError, timeouts
         dest.unlink(missing_ok=True)
         raise DatasetError(f"{url}: {exc}") from exc
-    except BaseException:
+    except BaseException:  # DatasetError above, KeyboardInterrupt, ...
         dest.unlink(missing_ok=True)
         raise
 
