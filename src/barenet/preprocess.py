@@ -1,0 +1,168 @@
+"""Turn any picture of a digit or garment into a 28x28 image the way MNIST was made.
+
+MNIST's digits were size-normalised to fit a 20x20 box (keeping their aspect ratio),
+anti-aliased, then centred in a 28x28 field by their centre of mass. ``to_mnist`` does
+the same to an arbitrary grayscale array:
+
+1. scale to [0, 1];
+2. invert when the picture is dark on light (judged from its border), so ink is bright;
+3. subtract the background level and drop faint noise;
+4. crop to the ink and resize it (area averaging) so its longer side is 20 pixels;
+5. paste it into a black 28x28 field so its centre of mass lies at the centre.
+
+Everything here is NumPy; only ``load_image`` needs Pillow (the ``image`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from barenet.errors import ArgumentError, BarenetError
+
+__all__ = ["center_by_mass", "crop_to_ink", "load_image", "resize_area", "to_mnist"]
+
+SIZE = 28  #: side of the output field
+BOX = 20  #: side of the box the ink is fitted into
+NOISE = 0.15  #: after background removal, values below this fraction of the peak are dropped
+
+
+def _as_unit(image: Any) -> np.ndarray:
+    """A 2-D float64 copy of ``image`` with values in [0, 1]."""
+    a = np.asarray(image)
+    if a.ndim != 2 or min(a.shape) < 1:
+        raise ArgumentError(f"image must be a non-empty 2-D grayscale array, got shape {a.shape}")
+    if a.dtype.kind not in "uif" or a.dtype == np.bool_:
+        raise ArgumentError(f"image must be numeric, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ArgumentError("image contains NaN or infinite values")
+    if a.min() < 0:
+        raise ArgumentError(f"image values must be >= 0, got a minimum of {a.min():.4g}")
+    # uint8 and float pictures in 0..255 are divided by 255; floats already in [0, 1] are kept.
+    if np.asarray(image).dtype.kind in "ui" or a.max() > 1.0:
+        a /= 255.0
+    return np.clip(a, 0.0, 1.0)
+
+
+def _border(a: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels."""
+    if min(a.shape) <= 2:
+        return a.ravel()
+    return np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
+
+
+def crop_to_ink(a: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """The smallest rectangle of ``a`` holding every value above ``threshold``.
+
+    Raises ``ArgumentError`` when nothing is above it (a blank picture).
+    """
+    rows = np.flatnonzero((a > threshold).any(axis=1))
+    cols = np.flatnonzero((a > threshold).any(axis=0))
+    if len(rows) == 0:
+        raise ArgumentError("image is blank: no ink was found to recognise")
+    return a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` matrix averaging the input cells each output cell covers."""
+    edges = np.linspace(0.0, n_in, n_out + 1)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    cells = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def resize_area(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D array to ``shape`` by area averaging (each output pixel is the mean of
+    the input area it covers; enlarging repeats pixels, blending at their edges)."""
+    h, w = shape
+    return _area_weights(a.shape[0], h) @ a @ _area_weights(a.shape[1], w).T
+
+
+def center_by_mass(a: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Paste ``a`` (at most ``size`` on each side) into a zero ``size`` x ``size`` field so
+    that its centre of mass falls as close to pixel ``(size / 2, size / 2)`` as whole-pixel
+    shifts allow, without cutting anything off."""
+    h, w = a.shape
+    if h > size or w > size:
+        raise ArgumentError(f"image of shape {a.shape} does not fit in {size}x{size}")
+    total = a.sum()
+    cy = (a.sum(axis=1) @ np.arange(h)) / total if total > 0 else (h - 1) / 2
+    cx = (a.sum(axis=0) @ np.arange(w)) / total if total > 0 else (w - 1) / 2
+    centre = size / 2  # where MNIST's digits have it: (14, 14) in pixel indices
+    top = int(np.clip(np.rint(centre - cy), 0, size - h))
+    left = int(np.clip(np.rint(centre - cx), 0, size - w))
+    out = np.zeros((size, size), dtype=a.dtype)
+    out[top : top + h, left : left + w] = a
+    return out
+
+
+def to_mnist(image: np.ndarray) -> np.ndarray:
+    """MNIST-style preprocessing of one picture.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        Grayscale, any size, uint8 0..255 or float (0..1 or 0..255), dark-on-light or
+        light-on-dark.
+
+    Returns
+    -------
+    ndarray of uint8, shape (28, 28)
+        Light ink on a black background, the ink fitted in a 20x20 box (aspect kept) and
+        centred by its centre of mass, values 0..255 with the brightest ink at 255.
+
+    Raises
+    ------
+    ArgumentError
+        For a non-2-D or non-numeric array, or a blank picture.
+    """
+    a = _as_unit(image)
+    background = float(np.median(_border(a)))
+    if background > 0.5:  # dark ink on light paper: make the ink bright
+        a, background = 1.0 - a, 1.0 - background
+    a = np.clip(a - background, 0.0, None)
+    peak = a.max()
+    if peak <= 0.05:
+        raise ArgumentError("image is blank: no ink was found to recognise")
+    a /= peak
+    a[a < NOISE] = 0.0
+    ink = crop_to_ink(a)
+    h, w = ink.shape
+    scale = BOX / max(h, w)
+    fitted = resize_area(ink, (max(1, round(h * scale)), max(1, round(w * scale))))
+    out = center_by_mass(fitted)
+    out *= 255.0 / out.max()
+    return np.rint(out).astype(np.uint8)
+
+
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a picture file (PNG, JPEG, ... anything Pillow reads) as a 2-D uint8 grayscale
+    array. Transparent pixels count as white paper; the camera's EXIF rotation is applied.
+
+    Raises
+    ------
+    BarenetError
+        When Pillow is not installed.
+    ArgumentError
+        When the file is missing or is not a picture (the message names the file).
+    """
+    try:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+    except ImportError:
+        raise BarenetError("reading pictures needs Pillow: pip install 'barenet[image]'") from None
+    try:
+        with Image.open(path) as file:
+            img: Image.Image = ImageOps.exif_transpose(file)
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                rgba = img.convert("RGBA")
+                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(paper, rgba)
+            return np.asarray(img.convert("L"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ArgumentError(f"image {os.fspath(path)!s}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ArgumentError(f"image {os.fspath(path)!s}: not a readable picture ({e})") from None
