@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+
 import numpy as np
 import pytest
 
-from barenet.datasets import FASHION_CLASSES, MNIST_CLASSES, load, scale
+from barenet.datasets import (
+    FASHION_CLASSES,
+    MNIST_CLASSES,
+    commands,
+    load,
+    scale,
+    sources,
+    write_idx,
+)
 from barenet.datasets.cache import describe
 from barenet.datasets.specs import FASHION, MNIST, digest, get_spec
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, DatasetError
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +84,51 @@ def test_load_by_name_gives_the_same_arrays(fashion):
 def test_unknown_name_is_refused():
     with pytest.raises(ArgumentError, match="unknown dataset 'cifar'"):
         load("cifar")
+
+
+# -- barenet data fetch / info -------------------------------------------------------------
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="barenet")
+    commands.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_fetch_from_a_folder_into_a_fresh_cache(mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BARENET_DATA", str(tmp_path / "cache"))
+    (x_train, y_train), (x_test, y_test) = mnist
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", x_train)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train)
+    write_idx(folder / "t10k-images-idx3-ubyte", x_test)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test)
+    args = _parse(["data", "fetch", "mnist", "--data-dir", str(folder)])
+    assert args.func(args) == 0
+    assert f"source: folder {folder}" in capsys.readouterr().out
+    assert describe(MNIST)["verified"]
+    args = _parse(["data", "info"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "cache") in out and MNIST.sha256["x_train"] in out
+    assert "fashion: not cached" in out
+
+
+def test_info_flags_a_broken_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BARENET_DATA", str(tmp_path))
+    (tmp_path / "fashion.npz").write_bytes(b"PK\x03\x04 broken")
+    args = _parse(["data", "info", "--json"])
+    assert args.func(args) == 1
+    report = json.loads(capsys.readouterr().out)
+    fashion_info = report["datasets"][1]
+    assert fashion_info["present"] and not fashion_info["verified"]
+    assert "unreadable" in fashion_info["problem"]
+
+
+def test_fetch_failure_raises_one_dataset_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BARENET_DATA", str(tmp_path))
+    monkeypatch.setattr(sources, "SOURCES", [])
+    args = _parse(["data", "fetch", "fashion"])
+    with pytest.raises(DatasetError, match=r"could not get Fashion-MNIST from any source"):
+        commands.run(args)

@@ -173,12 +173,14 @@ def _by_hand(spec: DatasetSpec) -> str:
     )
 
 
-def load_arrays(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None) -> Arrays:
+def load_arrays(
+    spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = None, *, refresh: bool = False
+) -> Arrays:
     """Get the verified arrays of ``spec`` from the first source that has them.
 
-    A good cache file is used as is; otherwise each of ``SOURCES`` is tried in turn, the
-    first verified result is written to the cache (with a note of its source) and
-    returned.
+    A good cache file is used as is (unless ``refresh``); otherwise each of ``SOURCES``
+    is tried in turn, and the first verified result is written to the cache (with a
+    note of its source) and returned.
 
     Raises
     ------
@@ -188,10 +190,13 @@ def load_arrays(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = Non
     """
     folder = None if data_dir is None else Path(data_dir)
     tried = []
-    try:
-        return cache.read_cache(spec)[0]
-    except DatasetError as exc:
-        tried.append(f"cache: {_one_line(str(exc))}")
+    if refresh:
+        tried.append("cache: skipped (refresh)")
+    else:
+        try:
+            return cache.read_cache(spec)[0]
+        except DatasetError as exc:
+            tried.append(f"cache: {_one_line(str(exc))}")
     for label, source in SOURCES:
         try:
             arrays, where = source(spec, folder)
