@@ -342,6 +342,9 @@ class Sequential:
         xb_buffer = np.empty((min(batch_size, n), *x.shape[1:]), dtype=x.dtype)
         for cb in cbs:
             cb.on_train_begin({})
+        # Overflow inside a diverging step is reported once, by the finite-loss guard below.
+        errstate = np.errstate(over="ignore", invalid="ignore")
+        errstate.__enter__()
         try:
             for epoch in range(initial_epoch, initial_epoch + epochs):
                 rng = np.random.default_rng([base_seed, epoch])
@@ -388,13 +391,14 @@ class Sequential:
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 logs["lr"] = optimizer.current_lr
                 logs["time"] = time.perf_counter() - start
-                if epoch == initial_epoch and steps >= 10:
+                if epoch == initial_epoch and steps >= 50:
                     self._warn_if_at_chance(logs)
                 for cb in cbs:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
         finally:
+            errstate.__exit__(None, None, None)
             for cb in cbs:
                 cb.on_train_end({})
         return history
