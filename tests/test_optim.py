@@ -57,7 +57,8 @@ def test_adam():
     first, second = two_steps(bn.Adam(lr=lr))
     m1, v1 = (1 - b1) * G1, (1 - b2) * G1**2
     m2, v2 = b1 * m1 + (1 - b1) * G2, b2 * v1 + (1 - b2) * G2**2
-    # bias-corrected: m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t); step = m_hat / (sqrt(v_hat) + eps)
+    # bias-corrected: m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+    # step = m_hat / (sqrt(v_hat) + eps)
     step1 = (m1 / (1 - b1)) / (np.sqrt(v1 / (1 - b2)) + eps)
     step2 = (m2 / (1 - b1**2)) / (np.sqrt(v2 / (1 - b2**2)) + eps)
     np.testing.assert_allclose(first, P0 - lr * step1)
