@@ -85,7 +85,7 @@ def server(tmp_path):
     httpd = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
     )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/"
     httpd.shutdown()
@@ -270,7 +270,7 @@ def test_cut_transfer_is_an_error_and_leaves_nothing(tmp_path):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     dest = tmp_path / "f.gz"
     start = time.monotonic()
     with pytest.raises(DatasetError, match=f"cut short: {len(body)} of {2 * len(body)} bytes"):
