@@ -62,6 +62,9 @@ def assert_tiny(arrays):
 def isolated(tmp_path, monkeypatch):
     """A private cache and temp folder; fast timeouts; no real source for TINY."""
     monkeypatch.setenv("BARENET_DATA", str(tmp_path / "cache"))
+    for var in ("http_proxy", "https_proxy", "all_proxy"):  # the local servers are direct
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
     monkeypatch.setattr(fetchers, "CONNECT_TIMEOUT", 1.0)
     monkeypatch.setattr(fetchers, "READ_TIMEOUT", 2.0)
     monkeypatch.setattr(fetchers, "COMMAND_TIMEOUT", 20.0)
@@ -412,3 +415,12 @@ def test_missing_package_manager(monkeypatch):
     monkeypatch.setitem(sources.REGISTRIES, "tiny", AptPackage("tiny-data", "usr/share/tiny"))
     with pytest.raises(DatasetError, match="no-such-apt-get-here is not installed"):
         sources.load_arrays(TINY)
+
+
+def test_a_configured_proxy_is_checked_instead_of_the_host(monkeypatch):
+    proxy = closed_port_url()
+    monkeypatch.setenv("https_proxy", proxy)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(DatasetError, match=r"cannot connect to 127\.0\.0\.1"):
+        fetchers.check_reachable("https://example.org/file.gz")

@@ -83,11 +83,15 @@ def _note(message: str) -> None:
 def check_reachable(url: str, timeout: float | None = None) -> None:
     """Fail within about ``timeout`` seconds unless the URL's host accepts a connection.
 
-    The name lookup runs in a helper thread because ``getaddrinfo`` ignores socket
+    With a proxy configured for the URL's scheme, the proxy is checked instead. The
+    name lookup runs in a helper thread because ``getaddrinfo`` ignores socket
     timeouts; only the first addresses are tried, so a dead network costs one timeout.
     """
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
     parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     found: dict[str, Any] = {}
