@@ -225,7 +225,7 @@ def apt_package(package: AptPackage, tmp: Path) -> tuple[Path, str]:
     """Make the files of a Debian package readable; returns (folder, description).
 
     First ``apt-get download`` + ``dpkg-deb -x`` into ``tmp`` (no root needed; as root,
-    ``apt-get update`` is run once if the package is unknown). If that fails and we
+    ``apt-get update`` is run once if the download fails). If that fails and we
     are root, ``apt-get install -y`` installs it system-wide.
     """
     _note(f"downloading the Debian package {package.package}")

