@@ -10,6 +10,9 @@ the same to an arbitrary grayscale array:
 4. crop to the ink and resize it (area averaging) so its longer side is 20 pixels;
 5. paste it into a black 28x28 field so its centre of mass lies at the centre.
 
+``to_fashion`` does the same for garments, but fits them to the whole 28x28 field (as
+Fashion-MNIST was made) and centres their box instead of their mass.
+
 Everything here is NumPy; only ``load_image`` needs Pillow (the ``image`` extra).
 """
 
@@ -22,7 +25,15 @@ import numpy as np
 
 from barenet.errors import ArgumentError, BarenetError
 
-__all__ = ["center_by_mass", "crop_to_ink", "load_image", "resize_area", "to_mnist"]
+__all__ = [
+    "PREPROCESSORS",
+    "center_by_mass",
+    "crop_to_ink",
+    "load_image",
+    "resize_area",
+    "to_fashion",
+    "to_mnist",
+]
 
 SIZE = 28  #: side of the output field
 BOX = 20  #: side of the box the ink is fitted into
@@ -100,8 +111,35 @@ def center_by_mass(a: np.ndarray, size: int = SIZE) -> np.ndarray:
     return out
 
 
+def _bright_ink(image: Any) -> np.ndarray:
+    """Steps 1-3 of the module docstring: [0, 1], bright ink on zero background, no noise."""
+    a = _as_unit(image)
+    background = float(np.median(_border(a)))
+    if background > 0.5:  # dark ink on light paper: make the ink bright
+        a, background = 1.0 - a, 1.0 - background
+    a = np.clip(a - background, 0.0, None)
+    peak = a.max()
+    if peak <= 0.05:
+        raise ArgumentError("image is blank: no ink was found to recognise")
+    a /= peak
+    a[a < NOISE] = 0.0
+    return a
+
+
+def _fit(a: np.ndarray, box: int) -> np.ndarray:
+    """Resize ``a`` so its longer side is ``box`` pixels, keeping the aspect ratio."""
+    h, w = a.shape
+    scale = box / max(h, w)
+    return resize_area(a, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    a = a * (255.0 / a.max())
+    return np.rint(a).astype(np.uint8)
+
+
 def to_mnist(image: np.ndarray) -> np.ndarray:
-    """MNIST-style preprocessing of one picture.
+    """MNIST-style preprocessing of one picture of a digit.
 
     Parameters
     ----------
@@ -120,23 +158,26 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
     ArgumentError
         For a non-2-D or non-numeric array, or a blank picture.
     """
-    a = _as_unit(image)
-    background = float(np.median(_border(a)))
-    if background > 0.5:  # dark ink on light paper: make the ink bright
-        a, background = 1.0 - a, 1.0 - background
-    a = np.clip(a - background, 0.0, None)
-    peak = a.max()
-    if peak <= 0.05:
-        raise ArgumentError("image is blank: no ink was found to recognise")
-    a /= peak
-    a[a < NOISE] = 0.0
-    ink = crop_to_ink(a)
-    h, w = ink.shape
-    scale = BOX / max(h, w)
-    fitted = resize_area(ink, (max(1, round(h * scale)), max(1, round(w * scale))))
-    out = center_by_mass(fitted)
-    out *= 255.0 / out.max()
-    return np.rint(out).astype(np.uint8)
+    return _to_uint8(center_by_mass(_fit(crop_to_ink(_bright_ink(image)), BOX)))
+
+
+def to_fashion(image: np.ndarray) -> np.ndarray:
+    """Fashion-MNIST-style preprocessing of one picture of a garment: as ``to_mnist`` up to
+    the crop, then (as Fashion-MNIST was made) the longer side is fitted to the full 28
+    pixels and the box is centred geometrically.
+
+    Parameters and results are as for ``to_mnist``.
+    """
+    fitted = _fit(crop_to_ink(_bright_ink(image)), SIZE)
+    h, w = fitted.shape
+    out = np.zeros((SIZE, SIZE))
+    top, left = (SIZE - h) // 2, (SIZE - w) // 2
+    out[top : top + h, left : left + w] = fitted
+    return _to_uint8(out)
+
+
+#: Preprocessing by the name a model's metadata gives (``metadata["preprocess"]["pictures"]``).
+PREPROCESSORS = {"mnist": to_mnist, "fashion": to_fashion}
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:

@@ -1,0 +1,323 @@
+"""The ``barenet`` command: train, evaluate and predict on MNIST and Fashion-MNIST.
+
+``main(argv) -> int`` never raises for bad input: a wrong option, a missing or foreign
+file, an unreadable picture, ... is reported in one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from barenet import pretrained
+from barenet.datasets import commands as data_commands
+from barenet.datasets import load, scale
+from barenet.datasets.specs import SPECS, get_spec
+from barenet.errors import ArgumentError, BarenetError
+from barenet.io import load_model
+from barenet.metrics import accuracy, classification_report, confusion_matrix, format_report
+from barenet.model import Sequential
+from barenet.preprocess import PREPROCESSORS, load_image
+from barenet.report import format_confusion
+from barenet.train import TrainOptions, run
+
+__all__ = ["main"]
+
+USAGE_ERROR = 2
+
+
+class _UsageError(Exception):
+    """An argparse complaint, carried to ``main`` so it prints as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 512,256, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
+    return widths
+
+
+def _add_train(sub: Any) -> None:
+    d = TrainOptions()
+    p = sub.add_parser(
+        "train",
+        help="train a network on MNIST or Fashion-MNIST and write a run folder",
+        description="Train a network, test it once, and write model.npz, history.json, "
+        "report.md and pictures into the run folder.",
+    )
+    p.add_argument("--dataset", default=d.dataset, help="mnist or fashion (default %(default)s)")
+    p.add_argument("--model", default=d.model, help="network to build (default %(default)s)")
+    p.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=d.hidden,
+        metavar="W1,W2,...",
+        help="hidden layer widths (default 512,256)",
+    )
+    p.add_argument("--dropout", type=float, default=d.dropout, help="default %(default)s")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
+    p.add_argument("--optimizer", default=d.optimizer, help="sgd, adagrad, rmsprop, adam or adamw")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
+    p.add_argument(
+        "--schedule",
+        default=d.schedule,
+        help="learning-rate schedule: cosine (to 0 at the end) or constant",
+    )
+    p.add_argument(
+        "--decay", type=float, default=d.decay, help="classic decay: lr / (1 + decay * step)"
+    )
+    p.add_argument("--momentum", type=float, default=d.momentum, help="for sgd only")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
+    p.add_argument(
+        "--shift",
+        type=int,
+        default=d.shift,
+        metavar="PIXELS",
+        help="augment: move training images by up to this many pixels (default 0: off)",
+    )
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=d.average_last,
+        metavar="K",
+        help="end with the mean of the weights of the last K epochs (default off)",
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=d.val_split,
+        help="validation images cut from the end of the training set: a fraction (0.1) "
+        "or a count (default %(default)g)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, help="train on the first N training images only"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
+    p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
+    p.add_argument("--out", default=None, help="run folder (default runs/DATASET-MODEL)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy, per-class report and confusion matrix of a model on its test set",
+    )
+    p.add_argument("model", nargs="?", help="a model file saved by barenet (model.npz)")
+    p.add_argument(
+        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
+    )
+    p.add_argument("--dataset", default=None, help="test set to use (default: the model's)")
+    p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify pictures: top-3 classes with probabilities",
+        description="Classify pictures of digits or garments (any size, dark-on-light or "
+        "light-on-dark). Usage: barenet predict MODEL.npz IMAGE... or "
+        "barenet predict --pretrained NAME IMAGE...",
+    )
+    p.add_argument("paths", nargs="+", metavar="MODEL.npz IMAGE", help="model file, pictures")
+    p.add_argument(
+        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
+    )
+    p.add_argument("--top", type=int, default=3, help="classes to show (default %(default)s)")
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the main job: train the default network on MNIST and on Fashion-MNIST",
+    )
+    p.add_argument("--runs", default="runs", help="parent of the run folders (default runs)")
+    p.add_argument("--epochs", type=int, default=TrainOptions().epochs, help="per dataset")
+    p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="barenet",
+        description="Neural networks from scratch in NumPy, on MNIST and Fashion-MNIST.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    _add_demo(sub)
+    data_commands.add_parser(sub)
+    return parser
+
+
+# ---- commands ---------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    options = TrainOptions(
+        dataset=args.dataset,
+        model=args.model,
+        hidden=args.hidden,
+        dropout=args.dropout,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        schedule=args.schedule,
+        decay=args.decay,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        shift=args.shift,
+        average_last=args.average_last,
+        val_split=args.val_split,
+        limit=args.limit,
+        seed=args.seed,
+        data_dir=args.data_dir,
+    )
+    options.check()
+    out = args.out or f"runs/{get_spec(options.dataset).name}-{options.model}"
+    result = run(options, out, verbose=0 if args.quiet else "auto", log=_err)
+    print(f"dataset         {get_spec(result.dataset).title}")
+    print(f"test accuracy   {result.test_accuracy:.2%}")
+    print(f"test loss       {result.test_loss:.4f}")
+    if result.val_accuracy is not None:
+        print(f"val accuracy    {result.val_accuracy:.2%}")
+    print(f"time            {result.seconds:.1f} s ({result.epoch_seconds:.2f} s per epoch)")
+    print(f"parameters      {result.num_params:,}")
+    print(f"run folder      {result.out_dir}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _load(args: argparse.Namespace, path: str | None) -> tuple[Sequential, str]:
+    """The model named on the command line and a label for it."""
+    if args.pretrained:
+        return pretrained.load_pretrained(args.pretrained), args.pretrained
+    if path is None:
+        raise ArgumentError("give a model file (MODEL.npz) or --pretrained NAME")
+    return load_model(path), path
+
+
+def _classes(model: Sequential, count: int) -> list[str]:
+    names = model.metadata.get("classes")
+    return (
+        list(names)
+        if isinstance(names, list) and len(names) == count
+        else list(map(str, range(count)))
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model, label = _load(args, args.model)
+    dataset = args.dataset or model.metadata.get("dataset")
+    if dataset is None:
+        raise ArgumentError(f"{label} does not say which dataset it learned: give --dataset")
+    spec = get_spec(dataset)
+    (_, _), (x_test, y_test) = load(spec.name, args.data_dir)
+    start = time.perf_counter()
+    proba = model.predict_proba(scale(x_test))
+    seconds = time.perf_counter() - start
+    if proba.ndim != 2 or proba.shape[1] != len(spec.classes):
+        raise ArgumentError(
+            f"{label} outputs {proba.shape[1:]} values, {spec.title} has "
+            f"{len(spec.classes)} classes"
+        )
+    pred = proba.argmax(axis=1)
+    classes = list(spec.classes)
+    print(f"{label} on the {spec.title} test set ({len(y_test)} images, {seconds:.2f} s)")
+    print(f"accuracy  {accuracy(y_test, pred):.2%}")
+    print()
+    print(format_report(classification_report(y_test, pred, len(classes)), classes))
+    print()
+    print(format_confusion(confusion_matrix(y_test, pred, len(classes)), classes))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    paths = list(args.paths)
+    model, _ = _load(args, None if args.pretrained else paths.pop(0))
+    if not paths:
+        raise ArgumentError("give at least one picture to classify")
+    if args.top < 1:
+        raise ArgumentError(f"top must be >= 1, got {args.top}")
+    kind = (model.metadata.get("preprocess") or {}).get("pictures", "mnist")
+    prepare = PREPROCESSORS.get(kind, PREPROCESSORS["mnist"])
+    images = np.stack([prepare(load_image(p)) for p in paths])
+    proba = model.predict_proba(scale(images))
+    classes = _classes(model, proba.shape[1])
+    for path, p in zip(paths, proba, strict=True):
+        best = np.argsort(-p, kind="stable")[: args.top]
+        print(f"{path}: " + ", ".join(f"{classes[k]} {p[k]:.1%}" for k in best))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    runs = Path(args.runs)
+    rows = []
+    for name in SPECS:
+        _err(f"== {get_spec(name).title} ==")
+        load(name, args.data_dir)  # fetch (or find in the cache) before the clock starts
+        options = TrainOptions(dataset=name, epochs=args.epochs, data_dir=args.data_dir)
+        start = time.perf_counter()
+        result = run(options, runs / f"{name}-mlp", verbose=0 if args.quiet else "auto", log=_err)
+        rows.append((get_spec(name).title, result, time.perf_counter() - start))
+    print(f"{'dataset':<15} {'test accuracy':>13} {'seconds':>8}  run folder")
+    for title, result, seconds in rows:
+        print(f"{title:<15} {result.test_accuracy:>13.2%} {seconds:>8.1f}  {result.out_dir}")
+    for note in rows[-1][1].notes:
+        print(f"note: {note}")
+    return 0
+
+
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "demo": _demo,
+    "data": data_commands.run,
+}
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``barenet`` command line with ``argv`` (default ``sys.argv[1:]``); return the
+    exit status: 0 on success, 2 for bad input, 130 when interrupted."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(COMMANDS[args.command](args) or 0)
+    except _UsageError as e:
+        _err(_one_line(str(e)))
+        return USAGE_ERROR
+    except BarenetError as e:
+        _err(f"barenet: error: {_one_line(str(e))}")
+        return USAGE_ERROR
+    except OSError as e:  # e.g. a run folder that cannot be written
+        _err(f"barenet: error: {_one_line(str(e))}")
+        return 1
+    except SystemExit as e:  # --help and --version exit through argparse
+        return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:
+        _err("barenet: interrupted")
+        return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
