@@ -33,7 +33,7 @@ class ReLU(Layer):
         return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return np.where(self._y > 0, dy, 0).astype(dy.dtype, copy=False)
+        return dy * (self._y > 0)
 
 
 class LeakyReLU(Layer):

@@ -42,6 +42,11 @@ class Layer:
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def param_backward(self, dy: np.ndarray) -> None:
+        """Compute only the parameter gradients. A model calls this on its first learning
+        layer, whose input gradient nobody needs; layers override it to skip that work."""
+        self.backward(dy)
+
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return self.forward(x, training=training)
 
@@ -147,6 +152,10 @@ class Dense(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        self.param_backward(dy)
+        return dy @ self.params["weight"]
+
+    def param_backward(self, dy: np.ndarray) -> None:
         if self._x is None:
             raise RuntimeError("Dense.backward called before forward")
         w, b = self.params["weight"], self.params["bias"]
@@ -162,7 +171,6 @@ class Dense(Layer):
                 g += l1 * np.sign(p)
             if l2:
                 g += (2 * l2) * p
-        return dy @ w
 
     def penalty(self) -> float:
         w, b = self.params["weight"], self.params["bias"]

@@ -188,7 +188,7 @@ class Sequential:
                 stacklevel=3,
             )
             return
-        peak = float(np.abs(x).max())
+        peak = max(-float(x.min()), float(x.max()))  # max |x| without a temporary array
         if not math.isfinite(peak):
             raise ArgumentError("inputs contain NaN or infinite values")
         if peak > 10:
@@ -329,6 +329,12 @@ class Sequential:
         base_seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**62))
         train_loss = loss_fn.on_logits() if self._fused() else loss_fn
         body = self.layers[:-1] if self._fused() else self.layers
+        # Backpropagation stops at the first layer with parameters: no one needs the
+        # gradient with respect to the input images.
+        learners = [i for i, layer in enumerate(body) if layer.params]
+        if not learners:
+            raise ArgumentError("the model has no parameters to train")
+        first_learner = learners[0]
         n = len(x)
         steps = math.ceil(n / batch_size)
         history = History()
@@ -374,8 +380,9 @@ class Sequential:
                             f"rate (lr={optimizer.current_lr:.3g}) or check the inputs"
                         )
                     grad = train_loss.backward()
-                    for layer in reversed(body):
+                    for layer in reversed(body[first_learner + 1 :]):
                         grad = layer.backward(grad)
+                    body[first_learner].param_backward(grad)
                     optimizer.step([flat], [flat_grads])
                     seen += len(idx)
                     loss_sum += loss * len(idx)
