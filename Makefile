@@ -24,6 +24,10 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+## docs: run the guided tour (docs/tour/) and redraw its figures in docs/tour/img/
+docs: $(STAMP)
+	$(BIN)/python docs/tour/build.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
