@@ -1,0 +1,191 @@
+"""Run the guided tour: every ```python block of every chapter, in order.
+
+    python docs/tour/build.py          # all chapters; figures into docs/tour/img/
+    python docs/tour/build.py 03 08    # only the chapters whose file name starts so
+
+The conventions, which ``tests/test_tour.py`` checks the same way:
+
+* Each chapter (``NN-name.md``) runs in one namespace of its own, block after block, in
+  a scratch folder, so files a chapter writes never land in the repository.
+* Figures go to the folder named by the environment variable ``BARENET_TOUR_IMG``; the
+  chapters read it, and every ``![...](img/NAME.png)`` of a chapter must be written there.
+* A number quoted in the prose is written as an inline check, ``EXPR ≈ VALUE ± TOL``
+  in backticks (``test_acc ≈ 0.97 ± 0.01``; ``VALUE`` and ``TOL`` may end in ``%``).
+  ``EXPR`` is evaluated in the chapter's namespace after the code blocks above it ran,
+  and must lie within ``TOL`` of ``VALUE``: the prose cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+IMG_ENV = "BARENET_TOUR_IMG"
+
+BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+ANY_FENCE = re.compile(r"^```.*?^```[ \t]*$", re.M | re.S)
+NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+CHECK = re.compile(rf"`([^`≈]+?)\s*≈\s*({NUMBER})(%?)\s*±\s*({NUMBER})(%?)`")
+FIGURE = re.compile(r"!\[[^\]]*\]\(img/([^)\s]+)\)")
+
+
+class TourError(Exception):
+    """A chapter's code failed, or a number in its prose is not what the code gives."""
+
+
+@dataclass
+class Check:
+    """One ``EXPR ≈ VALUE ± TOL`` in the prose, and the value the code gave."""
+
+    line: int
+    expr: str
+    expected: float
+    tolerance: float
+    got: float = float("nan")
+
+
+@dataclass
+class Result:
+    """What running one chapter produced."""
+
+    name: str
+    blocks: int = 0
+    checks: list[Check] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def chapters() -> list[Path]:
+    """The chapter files, in reading order."""
+    return sorted(HERE.glob("[0-9][0-9]-*.md"))
+
+
+def figures(text: str) -> list[str]:
+    """File names of the figures a chapter shows (``![...](img/NAME)``)."""
+    return FIGURE.findall(text)
+
+
+def _line(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _checks(text: str, start: int, end: int) -> list[Check]:
+    """The checks in the prose between ``start`` and ``end`` (code fences left out)."""
+    prose = ANY_FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text[start:end])
+    found = []
+    for m in CHECK.finditer(prose):
+        expr, value, pct, tol, tol_pct = m.groups()
+        found.append(
+            Check(
+                line=_line(text, start + m.start()),
+                expr=expr.strip(),
+                expected=float(value) / (100 if pct else 1),
+                tolerance=float(tol) / (100 if tol_pct else 1),
+            )
+        )
+    return found
+
+
+def _verify(checks: list[Check], namespace: dict, name: str) -> None:
+    for check in checks:
+        where = f"{name}:{check.line}: `{check.expr} ≈ {check.expected} ± {check.tolerance}`"
+        try:
+            check.got = float(eval(check.expr, namespace))
+        except Exception as exc:
+            raise TourError(f"{where} cannot be evaluated: {exc!r}") from exc
+        if not abs(check.got - check.expected) <= check.tolerance:
+            raise TourError(f"{where} does not hold: the code gives {check.got:.6g}")
+
+
+@contextlib.contextmanager
+def _inside(workdir: Path, img_dir: Path) -> Iterator[None]:
+    """Run in ``workdir`` with figures going to ``img_dir``; restore both afterwards."""
+    old_cwd, old_img = Path.cwd(), os.environ.get(IMG_ENV)
+    os.chdir(workdir)
+    os.environ[IMG_ENV] = str(img_dir)
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        if old_img is None:
+            del os.environ[IMG_ENV]
+        else:
+            os.environ[IMG_ENV] = old_img
+
+
+def run_text(text: str, name: str, img_dir: Path, workdir: Path) -> Result:
+    """Run one chapter's blocks in order and verify its checks; raise ``TourError`` on failure.
+
+    Each block is compiled under the chapter's file name with its own line numbers, so a
+    traceback points at the line of the Markdown file.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    img_dir = Path(img_dir).resolve()
+    img_dir.mkdir(parents=True, exist_ok=True)
+    result = Result(name)
+    namespace: dict = {"__name__": "__tour__"}
+    begun = time.perf_counter()
+    with _inside(Path(workdir), img_dir):
+        position = 0
+        for block in BLOCK.finditer(text):
+            checks = _checks(text, position, block.start())
+            _verify(checks, namespace, name)
+            result.checks += checks
+            first = _line(text, block.start(1))
+            code = compile("\n" * (first - 1) + block.group(1), name, "exec")
+            try:
+                exec(code, namespace)
+            except Exception as exc:
+                raise TourError(f"{name}: the block at line {first} failed: {exc!r}") from exc
+            result.blocks += 1
+            position = block.end()
+        checks = _checks(text, position, len(text))
+        _verify(checks, namespace, name)
+        result.checks += checks
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    missing = [f for f in figures(text) if not (img_dir / f).is_file()]
+    if missing:
+        raise TourError(f"{name}: shows figures its code did not write: {', '.join(missing)}")
+    result.figures = figures(text)
+    result.seconds = time.perf_counter() - begun
+    return result
+
+
+def run_chapter(path: Path, img_dir: Path, workdir: Path) -> Result:
+    """Run the chapter file ``path`` (see ``run_text``)."""
+    return run_text(path.read_text(encoding="utf-8"), str(path), img_dir, workdir)
+
+
+def main(argv: list[str]) -> int:
+    selected = [p for p in chapters() if not argv or any(p.name.startswith(a) for a in argv)]
+    if not selected:
+        print(f"no chapter matches {' '.join(argv)}", file=sys.stderr)
+        return 2
+    for path in selected:
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                result = run_chapter(path, HERE / "img", Path(scratch))
+            except TourError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+        print(
+            f"{path.name}: {result.blocks} blocks, {len(result.checks)} checks, "
+            f"{len(result.figures)} figures, {result.seconds:.1f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
