@@ -148,6 +148,9 @@ def _add_demo(sub: Any) -> None:
     )
     p.add_argument("--runs", default="runs", help="parent of the run folders (default runs)")
     p.add_argument("--epochs", type=int, default=TrainOptions().epochs, help="per dataset")
+    p.add_argument(
+        "--limit", type=int, default=None, help="train on the first N training images only"
+    )
     p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -267,15 +270,21 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    runs = Path(args.runs)
+    plan = [
+        TrainOptions(dataset=name, epochs=args.epochs, limit=args.limit, data_dir=args.data_dir)
+        for name in SPECS
+    ]
+    for options in plan:
+        options.check()
     rows = []
-    for name in SPECS:
-        _err(f"== {get_spec(name).title} ==")
-        load(name, args.data_dir)  # fetch (or find in the cache) before the clock starts
-        options = TrainOptions(dataset=name, epochs=args.epochs, data_dir=args.data_dir)
+    for options in plan:
+        title = get_spec(options.dataset).title
+        _err(f"== {title} ==")
+        load(options.dataset, args.data_dir)  # fetch, or find in the cache, before timing
         start = time.perf_counter()
-        result = run(options, runs / f"{name}-mlp", verbose=0 if args.quiet else "auto", log=_err)
-        rows.append((get_spec(name).title, result, time.perf_counter() - start))
+        out = Path(args.runs) / f"{options.dataset}-{options.model}"
+        result = run(options, out, verbose=0 if args.quiet else "auto", log=_err)
+        rows.append((title, result, time.perf_counter() - start))
     print(f"{'dataset':<15} {'test accuracy':>13} {'seconds':>8}  run folder")
     for title, result, seconds in rows:
         print(f"{title:<15} {result.test_accuracy:>13.2%} {seconds:>8.1f}  {result.out_dir}")

@@ -86,6 +86,12 @@ class TrainOptions:
             raise ArgumentError(
                 f"average_last ({self.average_last}) cannot exceed epochs ({self.epochs})"
             )
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ArgumentError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.hidden:
+            raise ArgumentError("hidden must name at least one layer width")
+        for width in self.hidden:
+            _check_int("hidden", width, 1)
         check_positive("lr", self.lr)
         check_positive("decay", self.decay, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
