@@ -1,0 +1,302 @@
+"""Short training runs for the Learn page: one at a time, in a background thread.
+
+A run trains a small multi-layer perceptron with ``Sequential.fit``; a callback turns its
+progress into events (plain dicts, JSON-ready) that the server streams to the page:
+
+* ``start``: the settings, the class names and a panel of validation images;
+* ``progress``: the running loss and accuracy, how many images were seen, and the
+  network's current answer for each image of the panel (at most a few times a second);
+* ``epoch``: the epoch's training and validation loss and accuracy;
+* ``end``: ``status`` is ``"done"``, ``"stopped"`` or ``"error"`` (with a ``message``).
+
+The validation images are cut from the end of the training set, so the test set stays
+unseen, as in ``barenet train``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from barenet import architectures
+from barenet.callbacks import Callback
+from barenet.datasets import load, scale
+from barenet.datasets.specs import get_spec
+from barenet.errors import ArgumentError, BarenetError
+from barenet.optim import Adam
+
+__all__ = ["LIMITS", "RunBusyError", "TrainSettings", "Trainer", "TrainingRun"]
+
+#: Bounds of each setting a request may choose: (smallest, largest).
+LIMITS: dict[str, tuple[float, float]] = {
+    "hidden_layers": (1, 3),
+    "width": (1, 1024),
+    "lr": (1e-5, 1.0),
+    "epochs": (1, 20),
+    "samples": (100, 59_000),
+    "batch_size": (1, 1024),
+}
+VALIDATION = 1000  #: images at the end of the training set held out for validation
+PANEL = 12  #: validation images whose predictions the page shows as training goes
+REPORT_SECONDS = 0.25  #: least time between two progress events
+
+Loader = Callable[[str], tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]
+
+
+class RunBusyError(BarenetError):
+    """A training run is already going on."""
+
+
+def _number(data: Mapping[str, Any], name: str, default: float, integer: bool) -> float:
+    value = data.get(name, default)
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    lo, hi = LIMITS[name]
+    if not ok or isinstance(value, bool) or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise ArgumentError(f"{name} must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a Learn-page run trains: ``dataset`` ("mnist" or "fashion"), the ``hidden``
+    layer widths, Adam's learning rate ``lr``, ``epochs``, the number of training images
+    ``samples`` (the first ones of the training set), ``batch_size`` and ``seed``."""
+
+    dataset: str = "mnist"
+    hidden: tuple[int, ...] = (64,)
+    lr: float = 1e-3
+    epochs: int = 1
+    samples: int = 5000
+    batch_size: int = 64
+    seed: int = 0
+
+    @classmethod
+    def from_json(cls, data: Any) -> TrainSettings:
+        """Check a request's JSON object; raise ``ArgumentError`` naming the first bad field."""
+        if not isinstance(data, dict):
+            raise ArgumentError(f"the body must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f for f in cls.__dataclass_fields__})
+        if unknown:
+            raise ArgumentError(f"unknown setting {unknown[0]!r}")
+        dataset = data.get("dataset", cls.dataset)
+        if not isinstance(dataset, str):
+            raise ArgumentError(f"dataset must be a string, got {dataset!r}")
+        dataset = get_spec(dataset).name
+        hidden = data.get("hidden", list(cls.hidden))
+        lo, hi = LIMITS["hidden_layers"]
+        if not isinstance(hidden, list) or not lo <= len(hidden) <= hi:
+            raise ArgumentError(
+                f"hidden must be a list of {lo:g} to {hi:g} layer widths, got {hidden!r}"
+            )
+        for width in hidden:
+            _number({"width": width}, "width", 0, integer=True)
+        seed = data.get("seed", cls.seed)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise ArgumentError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+        return cls(
+            dataset=dataset,
+            hidden=tuple(hidden),
+            lr=float(_number(data, "lr", cls.lr, integer=False)),
+            epochs=int(_number(data, "epochs", cls.epochs, integer=True)),
+            samples=int(_number(data, "samples", cls.samples, integer=True)),
+            batch_size=int(_number(data, "batch_size", cls.batch_size, integer=True)),
+            seed=seed,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+class _Stopped(Exception):
+    """Raised from inside ``fit`` to leave an epoch at once when the user stops the run."""
+
+
+class _Reporter(Callback):
+    """Turns ``fit``'s callbacks into events, and stops training when asked."""
+
+    def __init__(self, run: TrainingRun, steps: int, panel: np.ndarray) -> None:
+        self.run, self.steps, self.panel = run, steps, panel
+        self.epoch = 0
+        self.last = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+        if self.run.stop_requested.is_set():
+            self.model.stop_training = True
+            raise _Stopped
+        now = time.monotonic()
+        if now - self.last < REPORT_SECONDS and batch != self.steps - 1:
+            return
+        self.last = now
+        self.run.emit(
+            "progress",
+            epoch=self.epoch + 1,
+            step=self.epoch * self.steps + batch + 1,
+            steps=self.run.settings.epochs * self.steps,
+            loss=logs["loss"],
+            accuracy=logs["accuracy"],
+            predictions=self.model.predict(self.panel).tolist(),
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.run.emit(
+            "epoch",
+            epoch=epoch + 1,
+            step=(epoch + 1) * self.steps,
+            **{k: float(v) for k, v in logs.items() if k != "lr"},
+        )
+
+
+class TrainingRun:
+    """One training run: its settings, the events it has produced so far, and its thread."""
+
+    def __init__(self, run_id: int, settings: TrainSettings, loader: Loader) -> None:
+        self.id = run_id
+        self.settings = settings
+        self.events: list[dict[str, Any]] = []
+        self.status = "running"
+        self.stop_requested = threading.Event()
+        self._lock = threading.Lock()
+        self._loader = loader
+        self._thread = threading.Thread(target=self._main, name=f"barenet-train-{run_id}")
+        self._thread.daemon = True
+
+    # ---- events -------------------------------------------------------------------------
+    def emit(self, kind: str, **fields: Any) -> None:
+        """Append an event whose ``type`` is ``kind``."""
+        event = {"type": kind, "run": self.id, **fields}
+        for key, value in event.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                event[key] = None  # JSON has no NaN; the page shows a gap
+        with self._lock:
+            self.events.append(event)
+
+    def events_from(self, index: int) -> list[dict[str, Any]]:
+        """The events from position ``index`` on (a copy)."""
+        with self._lock:
+            return self.events[index:]
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    # ---- control ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current batch (returns at once)."""
+        self.stop_requested.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the run's thread; True when it has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _finish(self, status: str, message: str = "") -> None:
+        self.status = status
+        self.emit("end", status=status, message=message)
+
+    def _main(self) -> None:
+        try:
+            self._train()
+        except _Stopped:
+            self._finish("stopped", "stopped by the user")
+        except BarenetError as e:
+            self._finish("error", str(e))
+        except Exception as e:  # a bug must end the run with a message, not kill the server
+            self._finish("error", f"training failed: {type(e).__name__}: {e}")
+        else:
+            self._finish("stopped" if self.stop_requested.is_set() else "done")
+
+    def _train(self) -> None:
+        s = self.settings
+        spec = get_spec(s.dataset)
+        (x_all, y_all), _ = self._loader(spec.name)
+        n = min(s.samples, len(x_all) - VALIDATION)
+        x, y = scale(x_all[:n]), y_all[:n]
+        x_val, y_val = scale(x_all[-VALIDATION:]), y_all[-VALIDATION:]
+        steps = math.ceil(n / s.batch_size)
+        self.emit(
+            "start",
+            settings=s.to_json(),
+            classes=list(spec.classes),
+            samples=n,
+            steps=s.epochs * steps,
+            panel={
+                "images": x_all[-PANEL:].reshape(PANEL, -1).tolist(),
+                "labels": y_all[-PANEL:].tolist(),
+            },
+        )
+        model = architectures.mlp(
+            s.hidden, dropout=0.0, input_shape=x.shape[1:], num_classes=len(spec.classes)
+        )
+        model.compile("cross_entropy", Adam(lr=s.lr), metrics=["accuracy"])
+        model.fit(
+            x,
+            y,
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            validation_data=(x_val, y_val),
+            seed=s.seed,
+            callbacks=[_Reporter(self, steps, x_val[-PANEL:])],
+            verbose=0,
+        )
+
+
+class Trainer:
+    """Holds at most one running ``TrainingRun`` (and the last one, once it has ended).
+
+    Parameters
+    ----------
+    loader : callable, optional
+        ``loader(name) -> ((x_train, y_train), (x_test, y_test))``; by default
+        ``barenet.datasets.load``. Datasets are kept in memory after their first use.
+    """
+
+    def __init__(self, loader: Loader | None = None) -> None:
+        self._load = loader or load
+        self._cache: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self.current: TrainingRun | None = None
+        self._count = 0
+
+    def dataset(self, name: str) -> Any:
+        """Dataset ``name`` as the loader gives it, loaded once and then kept."""
+        with self._cache_lock:
+            if name not in self._cache:
+                self._cache[name] = self._load(name)
+            return self._cache[name]
+
+    def start(self, settings: TrainSettings) -> TrainingRun:
+        """Start a run; ``RunBusyError`` when one is still going on."""
+        with self._lock:
+            if self.current is not None and self.current.running:
+                raise RunBusyError(
+                    f"a training run (#{self.current.id}) is already going on; stop it or "
+                    "wait for it to end"
+                )
+            self._count += 1
+            self.current = TrainingRun(self._count, settings, self.dataset)
+        self.current.start()
+        return self.current
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the current run, if any, and wait for it; True when none is left running."""
+        run = self.current
+        if run is None:
+            return True
+        run.stop()
+        return run.join(timeout)
