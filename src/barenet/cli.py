@@ -26,6 +26,7 @@ from barenet.model import Sequential
 from barenet.preprocess import PREPROCESSORS, load_image
 from barenet.report import format_confusion
 from barenet.train import TrainOptions, run
+from barenet.web import add_serve_parser, run_serve
 
 __all__ = ["main"]
 
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_demo(sub)
     data_commands.add_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
@@ -299,6 +301,7 @@ COMMANDS = {
     "predict": _predict,
     "demo": _demo,
     "data": data_commands.run,
+    "serve": run_serve,
 }
 
 
