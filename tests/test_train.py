@@ -1,0 +1,112 @@
+"""The training recipe: options, augmentation, weight averaging, run folders."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from barenet import architectures, plots
+from barenet.errors import ArgumentError
+from barenet.io import load_model
+from barenet.train import TrainOptions, WeightAverage, random_shift, run
+
+
+def test_random_shift_moves_each_image_by_at_most_k_pixels():
+    rng = np.random.default_rng(0)
+    x = np.zeros((200, 28, 28), np.float32)
+    x[:, 13, 13] = 1.0  # one bright pixel in the middle of every image
+    out = random_shift(2)(x.copy(), rng)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    where = np.argwhere(out == 1.0)
+    assert len(where) == 200  # nothing lost or duplicated
+    moves = where[:, 1:] - 13
+    assert np.abs(moves).max() == 2
+    assert len({tuple(m) for m in moves}) == 25  # every offset in [-2, 2]^2 is used
+
+
+def test_random_shift_is_seeded():
+    x = np.random.default_rng(1).random((50, 28, 28)).astype(np.float32)
+    a = random_shift(1)(x, np.random.default_rng(7))
+    b = random_shift(1)(x, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, x)
+
+
+def test_weight_average_keeps_the_mean_of_the_last_epochs():
+    model = architectures.mlp((3,), dropout=0, input_shape=(2,), num_classes=2, seed=0)
+    avg = WeightAverage(2, total_epochs=3)
+    avg.model = model
+    seen = []
+    for epoch in range(3):
+        model.set_weights(np.full(model.num_params, float(epoch + 1), np.float32))
+        seen.append(model.get_weights())
+        avg.on_epoch_end(epoch, {})
+    avg.on_train_end({})
+    np.testing.assert_allclose(model.get_weights(), (seen[1] + seen[2]) / 2)
+
+
+def test_mlp_builder_shapes_and_errors():
+    model = architectures.mlp((32, 16), dropout=0.1, seed=3)
+    assert model.num_params == 784 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+    assert model.predict_proba(np.zeros((4, 28, 28), np.float32)).shape == (4, 10)
+    again = architectures.build("mlp", hidden=(32, 16), dropout=0.1, seed=3)
+    np.testing.assert_array_equal(model.get_weights(), again.get_weights())
+    with pytest.raises(ArgumentError, match="hidden"):
+        architectures.mlp((32, 0))
+    with pytest.raises(ArgumentError, match="model must be one of"):
+        architectures.build("transformer")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dataset": "svhn"}, "svhn"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"val_split": 1.5}, "val_split"),
+        ({"val_split": 0}, "val_split"),
+        ({"average_last": 5, "epochs": 3}, "average_last"),
+        ({"hidden": ()}, "hidden"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"limit": 1}, "limit"),
+    ],
+)
+def test_bad_options_name_themselves(change, message):
+    with pytest.raises(ArgumentError, match=message):
+        TrainOptions(**change).check()
+
+
+def test_weight_decay_only_where_the_optimizer_has_it(tmp_path, mnist):
+    options = TrainOptions(optimizer="rmsprop", weight_decay=1e-4, limit=500, epochs=1)
+    with pytest.raises(ArgumentError, match="weight_decay"):
+        run(options, tmp_path, verbose=0, log=lambda line: None)
+
+
+def test_validation_that_leaves_nothing_to_train_is_refused(tmp_path, mnist):
+    with pytest.raises(ArgumentError, match="val_split=600"):
+        run(TrainOptions(limit=500, val_split=600), tmp_path, verbose=0)
+
+
+def test_same_seed_same_network_and_no_pictures_without_matplotlib(tmp_path, monkeypatch, fashion):
+    monkeypatch.setattr(plots, "available", lambda: False)
+    options = TrainOptions(
+        dataset="fashion", hidden=(32,), epochs=2, limit=3000, shift=1, average_last=2, seed=4
+    )
+    a = run(options, tmp_path / "a", verbose=0, log=lambda line: None)
+    b = run(options, tmp_path / "b", verbose=0, log=lambda line: None)
+    wa = load_model(tmp_path / "a" / "model.npz").get_weights()
+    np.testing.assert_array_equal(wa, load_model(tmp_path / "b" / "model.npz").get_weights())
+    assert a.test_accuracy == b.test_accuracy > 0.4  # chance is 0.1
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "history.json",
+        "model.npz",
+        "report.md",
+    ]
+    assert any("pip install 'barenet[plot]'" in note for note in a.notes)
+    assert "pip install 'barenet[plot]'" in (tmp_path / "a" / "report.md").read_text()
+    run(dataclasses.replace(options, seed=5), tmp_path / "c", verbose=0, log=lambda line: None)
+    assert not np.array_equal(wa, load_model(tmp_path / "c" / "model.npz").get_weights())
