@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 ## run: the main job (see README)
 run: $(STAMP)
-	$(BIN)/python -m barenet.demo
+	$(BIN)/barenet data fetch
+	$(BIN)/barenet demo
 
 ## browser: Debian's chromium, which the browser test drives (installed when missing)
 browser:
