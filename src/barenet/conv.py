@@ -1,0 +1,368 @@
+"""Image layers: Conv2D, MaxPool2D, AvgPool2D and GlobalAvgPool2D.
+
+Images are NCHW at the API, as in PyTorch: ``(batch, channels, height, width)``. A
+layer whose ``in_channels`` is 1 also takes ``(N, H, W)`` batches (MNIST as loaded), and
+its input gradient has the same shape as its input.
+
+Inside, each layer works on the *channel-major* view ``x.transpose(1, 0, 2, 3)`` and
+returns its result as the NCHW view of a channel-major array. Views cost nothing, and
+consecutive image layers then read and write memory in order: the im2col copy of the
+next convolution and its matrix product need no extra transposes.
+
+Convolution is im2col + one matrix product: every ``kh x kw`` window of the padded input
+becomes a column (``sliding_window_view`` makes the windows without copying), so with
+``K = C * kh * kw`` and ``P = N * H_out * W_out``::
+
+    cols : (K, P)          y = W.reshape(O, K) @ cols + b
+
+and backward is ``dW = dy @ cols.T``, ``dcols = W.T @ dy``, then col2im adds each
+window's gradient back onto the pixels it was read from (``kh * kw`` strided additions).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from barenet import init as initialisers
+from barenet.errors import ArgumentError
+from barenet.layers import Layer
+
+__all__ = ["AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D"]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _pair(name: str, value: Any) -> tuple[int, int]:
+    """An int or a pair of ints, as ``(height, width)``."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ArgumentError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return _positive_int(name, value[0]), _positive_int(name, value[1])
+    n = _positive_int(name, value)
+    return n, n
+
+
+def _out_size(size: int, kernel: int, stride: int) -> int:
+    return (size - kernel) // stride + 1
+
+
+def _as_images(layer: Layer, x: np.ndarray, channels: int | None) -> np.ndarray:
+    """``x`` as (N, C, H, W); (N, H, W) is taken as one channel when ``channels`` is 1."""
+    if x.ndim == 3 and channels in (1, None):
+        return x[:, None]
+    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+        want = "(N, C, H, W)" if channels is None else f"(N, {channels}, H, W)"
+        if channels == 1:
+            want += " or (N, H, W)"
+        raise ArgumentError(f"{layer!r} expects input of shape {want}, got {x.shape}")
+    return x
+
+
+def _windows(xc: np.ndarray, kernel: tuple[int, int], stride: int, out: tuple[int, int]):
+    """All windows of channel-major ``xc`` (C, N, H, W) as a view (C, N, Ho, Wo, kh, kw)."""
+    w = sliding_window_view(xc, kernel, axis=(2, 3))
+    return w[:, :, : stride * (out[0] - 1) + 1 : stride, : stride * (out[1] - 1) + 1 : stride]
+
+
+def _col2im(
+    dwin: np.ndarray, shape: tuple[int, ...], stride: int, out: tuple[int, int]
+) -> np.ndarray:
+    """Sum window gradients ``dwin`` (C, N, Ho, Wo, kh, kw) back onto an image of ``shape``."""
+    dx = np.zeros(shape, dtype=dwin.dtype)
+    (ho, wo), (kh, kw) = out, dwin.shape[-2:]
+    for i in range(kh):
+        for j in range(kw):
+            dx[
+                :, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride
+            ] += dwin[..., i, j]
+    return dx
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in PyTorch) over NCHW images.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int
+    padding : int or "same"
+        Zeros added on each side. "same" (stride 1 only) keeps height and width; an
+        even kernel gets the extra row and column at the bottom and right, as in PyTorch.
+    init : str
+        Weight initialiser, "he" by default (see ``barenet.init``); biases start at zero.
+    rng : Generator, int or None
+    dtype : numpy dtype
+
+    ``weight`` has shape ``(out_channels, in_channels, kh, kw)`` and ``bias``
+    ``(out_channels,)``, like ``torch.nn.Conv2d``. Output height is
+    ``(H + pad_top + pad_bottom - kh) // stride + 1``, and likewise the width.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | str = 0,
+        *,
+        init: str = "he",
+        rng: initialisers.RngLike = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _positive_int("in_channels", in_channels)
+        self.out_channels = _positive_int("out_channels", out_channels)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = _positive_int("stride", stride)
+        kh, kw = self.kernel_size
+        if padding == "same":
+            if self.stride != 1:
+                raise ArgumentError(f"padding='same' needs stride=1, got stride={stride!r}")
+            self._pads = ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
+        elif isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+            if padding < 0:
+                raise ArgumentError(f"padding must be >= 0 or 'same', got {padding!r}")
+            self._pads = (int(padding),) * 4
+        else:
+            raise ArgumentError(f"padding must be an int >= 0 or 'same', got {padding!r}")
+        self.padding: int | str = padding if padding == "same" else int(padding)
+        self.init = init
+        self._initialiser = initialisers.get(init)
+        self.dtype = np.dtype(dtype)
+        self._cols: np.ndarray | None = None
+        self._in_shape: tuple[int, ...] = ()
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng: initialisers.RngLike = None) -> None:
+        """Draw new weights (zero biases) from ``rng``."""
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.params = {
+            "weight": self._initialiser(shape, initialisers.as_rng(rng), self.dtype),
+            "bias": np.zeros(self.out_channels, dtype=self.dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def _geometry(self, h: int, w: int) -> tuple[int, int]:
+        top, bottom, left, right = self._pads
+        ho = _out_size(h + top + bottom, self.kernel_size[0], self.stride)
+        wo = _out_size(w + left + right, self.kernel_size[1], self.stride)
+        if ho < 1 or wo < 1:
+            raise ArgumentError(
+                f"{self!r} needs images of at least {self.kernel_size} after padding, got {(h, w)}"
+            )
+        return ho, wo
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._in_shape = x.shape
+        x = _as_images(self, x, self.in_channels)
+        n, c, h, w = x.shape
+        ho, wo = self._out = self._geometry(h, w)
+        top, bottom, left, right = self._pads
+        xc = x.transpose(1, 0, 2, 3)
+        if top or bottom or left or right:
+            padded = np.zeros((c, n, h + top + bottom, w + left + right), dtype=x.dtype)
+            padded[:, :, top : top + h, left : left + w] = xc
+            xc = padded
+        self._padded_shape = xc.shape
+        # (C, kh, kw, N, Ho, Wo): row index (c, i, j) matches weight.reshape(O, K).
+        cols = _windows(xc, self.kernel_size, self.stride, (ho, wo)).transpose(0, 4, 5, 1, 2, 3)
+        self._cols = np.ascontiguousarray(cols).reshape(-1, n * ho * wo)
+        weight = self.params["weight"].reshape(self.out_channels, -1)
+        y = weight @ self._cols
+        y += self.params["bias"][:, None]
+        return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self._cols is None:
+            raise RuntimeError("Conv2D.backward called before forward")
+        o = self.out_channels
+        dyc = dy.transpose(1, 0, 2, 3).reshape(o, -1)
+        np.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))
+        np.sum(dyc, axis=1, out=self.grads["bias"])
+        dcols = self.params["weight"].reshape(o, -1).T @ dyc
+        c, n = self._padded_shape[:2]
+        dwin = dcols.reshape(c, *self.kernel_size, n, *self._out).transpose(0, 3, 4, 5, 1, 2)
+        dxc = _col2im(dwin, self._padded_shape, self.stride, self._out)
+        top, _, left, _ = self._pads
+        h, w = self._in_shape[-2:]
+        dx = dxc[:, :, top : top + h, left : left + w].transpose(1, 0, 2, 3)
+        return dx.reshape(self._in_shape)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        ho, wo = self._geometry(*input_shape[-2:])
+        return (self.out_channels, ho, wo)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": self.stride,
+            "padding": self.padding,
+            "init": self.init,
+        }
+        if self.dtype != np.float32:
+            config["dtype"] = self.dtype.name
+        return config
+
+
+class _Pool2D(Layer):
+    """Shared geometry of the window pooling layers (no padding; the remainder is dropped,
+    as PyTorch does by default)."""
+
+    def __init__(self, kernel_size: int | tuple[int, int] = 2, stride: int | None = None) -> None:
+        super().__init__()
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = None if stride is None else _positive_int("stride", stride)
+        self._in_shape: tuple[int, ...] = ()
+        self._out: tuple[int, int] = (0, 0)
+        self._dtype = np.dtype(np.float32)
+
+    @property
+    def _tiles(self) -> bool:
+        """Whether windows tile the image (stride == kernel), so a reshape finds them."""
+        return self.stride is None or self.kernel_size == (self.stride, self.stride)
+
+    def _step(self) -> int:
+        return self.kernel_size[0] if self.stride is None else self.stride
+
+    def _geometry(self, h: int, w: int) -> tuple[int, int]:
+        (kh, kw), s = self.kernel_size, self._step()
+        if self.stride is None:
+            ho, wo = h // kh, w // kw
+        else:
+            ho, wo = _out_size(h, kh, s), _out_size(w, kw, s)
+        if ho < 1 or wo < 1:
+            raise ArgumentError(
+                f"{self!r} needs images of at least {self.kernel_size}, got {(h, w)}"
+            )
+        return ho, wo
+
+    def _window_view(self, x: np.ndarray) -> np.ndarray:
+        """Channel-major windows (C, N, Ho, Wo, kh, kw) of ``x``: a view, no copy."""
+        self._in_shape = x.shape
+        x = _as_images(self, x, None)
+        ho, wo = self._out = self._geometry(*x.shape[2:])
+        xc = x.transpose(1, 0, 2, 3)
+        (kh, kw) = self.kernel_size
+        if self._tiles:
+            c, n = xc.shape[:2]
+            tiles = xc[:, :, : ho * kh, : wo * kw].reshape(c, n, ho, kh, wo, kw)
+            return tiles.transpose(0, 1, 2, 4, 3, 5)
+        return _windows(xc, self.kernel_size, self._step(), (ho, wo))
+
+    def _positions(self) -> list[tuple[int, int]]:
+        """The ``(i, j)`` offsets inside a window, in row-major order."""
+        kh, kw = self.kernel_size
+        return [(i, j) for i in range(kh) for j in range(kw)]
+
+    def _input_grad(self, add_window: Any) -> np.ndarray:
+        """Build the input gradient: ``add_window(i, j, target)`` adds, into the strided view
+        ``target`` (C, N, Ho, Wo) of the input pixels at offset (i, j) of every window, the
+        gradient those pixels receive from that window position."""
+        shape = (
+            self._in_shape
+            if len(self._in_shape) == 4
+            else (self._in_shape[0], 1, *self._in_shape[1:])
+        )
+        dxc = np.zeros((shape[1], shape[0], *shape[2:]), dtype=self._dtype)
+        (ho, wo), s = self._out, self._step()
+        for i, j in self._positions():
+            add_window(i, j, dxc[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s])
+        return dxc.transpose(1, 0, 2, 3).reshape(self._in_shape)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        channels = input_shape[0] if len(input_shape) == 3 else 1
+        return (channels, *self._geometry(*input_shape[-2:]))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kernel_size": list(self.kernel_size), "stride": self.stride}
+
+
+class MaxPool2D(_Pool2D):
+    """Largest value of each ``kernel_size`` window, moving by ``stride`` (default: the
+    kernel size). The gradient goes to the first largest value of each window, as in
+    PyTorch, so ties (zeros after a ReLU) do not multiply it.
+
+    Both passes loop over the ``kh * kw`` positions of a window with whole-array
+    operations: a reduction over a short last axis would cost a call per window.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._win = win = self._window_view(x)
+        self._dtype = x.dtype
+        first, *rest = self._positions()
+        y = win[..., first[0], first[1]].copy()
+        for i, j in rest:
+            np.maximum(y, win[..., i, j], out=y)
+        self._y = y
+        return y.transpose(1, 0, 2, 3)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dyc = dy.transpose(1, 0, 2, 3)
+        taken = np.zeros(dyc.shape, dtype=bool)
+
+        def add_window(i: int, j: int, target: np.ndarray) -> None:
+            hit = self._win[..., i, j] == self._y
+            np.greater(hit, taken, out=hit)  # a hit not taken by an earlier position
+            taken[...] |= hit
+            target += dyc * hit
+
+        return self._input_grad(add_window)
+
+
+class AvgPool2D(_Pool2D):
+    """Mean of each ``kernel_size`` window, moving by ``stride`` (default: the kernel size);
+    each input pixel gets ``dy / (kh * kw)`` from every window it belongs to."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        win = self._window_view(x)
+        self._dtype = x.dtype
+        first, *rest = self._positions()
+        y = win[..., first[0], first[1]].copy()
+        for i, j in rest:
+            y += win[..., i, j]
+        y *= y.dtype.type(1.0 / (len(rest) + 1))
+        return y.transpose(1, 0, 2, 3)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        kh, kw = self.kernel_size
+        dyc = dy.transpose(1, 0, 2, 3) * dy.dtype.type(1.0 / (kh * kw))
+
+        def add_window(i: int, j: int, target: np.ndarray) -> None:
+            target += dyc
+
+        return self._input_grad(add_window)
+
+
+class GlobalAvgPool2D(Layer):
+    """Mean over height and width: (N, C, H, W) -> (N, C)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._in_shape: tuple[int, ...] = ()
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 4:
+            raise ArgumentError(
+                f"GlobalAvgPool2D expects input of shape (N, C, H, W), got {x.shape}"
+            )
+        self._in_shape = x.shape
+        return x.mean(axis=(2, 3), dtype=x.dtype)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        h, w = self._in_shape[2:]
+        scaled = dy * dy.dtype.type(1.0 / (h * w))
+        return np.broadcast_to(scaled[:, :, None, None], self._in_shape)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (input_shape[0],)
