@@ -6,11 +6,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from barenet.activations import ReLU
+from barenet.conv import Conv2D, MaxPool2D
 from barenet.errors import ArgumentError
 from barenet.layers import Dense, Dropout, Flatten, Layer
 from barenet.model import Sequential
+from barenet.normalization import BatchNorm
 
-__all__ = ["ARCHITECTURES", "build", "mlp"]
+__all__ = ["ARCHITECTURES", "build", "cnn", "mlp"]
 
 
 def mlp(
@@ -57,8 +59,72 @@ def mlp(
     return model
 
 
+def cnn(
+    channels: Sequence[int] = (32, 64, 64),
+    hidden: Sequence[int] = (128,),
+    *,
+    dropout: float = 0.3,
+    input_shape: tuple[int, ...] = (28, 28),
+    num_classes: int = 10,
+    seed: int | None = None,
+) -> Sequential:
+    """A convolutional network: ``[Conv2D 3x3 'same', BatchNorm, ReLU]`` per entry of
+    ``channels``, a 2x2 ``MaxPool2D`` closing each run of equal widths, then
+    ``Flatten, [Dense, ReLU, Dropout] * len(hidden), Dense``.
+
+    The default, for 28x28 images: conv 32 - pool - conv 64 - conv 64 - pool (64x7x7)
+    - dense 128 - dense 10.
+
+    Parameters
+    ----------
+    channels : sequence of int
+        Output channels of the convolutions, in order.
+    hidden : sequence of int
+        Widths of the dense hidden layers after the convolutions.
+    dropout : float in [0, 1)
+        Dropout rate after each dense hidden layer (0 leaves the Dropout layers out).
+    input_shape : tuple of int
+        ``(H, W)`` (one channel) or ``(C, H, W)``.
+    num_classes : int
+        Width of the output (logits; train with ``"cross_entropy"``).
+    seed : int, optional
+        Seed of the initial weights.
+    """
+    widths, dense = list(channels), list(hidden)
+    for name, values in (("channels", widths), ("hidden", dense)):
+        if not values or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+        ):
+            raise ArgumentError(f"{name} must hold positive integers, got {values!r}")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
+    if len(input_shape) not in (2, 3):
+        raise ArgumentError(f"input_shape must be (H, W) or (C, H, W), got {input_shape!r}")
+    shape = tuple(input_shape) if len(input_shape) == 3 else (1, *input_shape)
+    layers: list[Layer] = []
+    for i, width in enumerate(widths):
+        layers += [Conv2D(shape[0], width, 3, padding="same"), BatchNorm(width), ReLU()]
+        shape = (width, *shape[1:])
+        if i + 1 == len(widths) or widths[i + 1] != width:
+            if min(shape[1:]) < 2:
+                raise ArgumentError(f"input_shape {input_shape!r} is too small for {widths!r}")
+            layers.append(MaxPool2D(2))
+            shape = (width, shape[1] // 2, shape[2] // 2)
+    layers.append(Flatten())
+    fan_in = shape[0] * shape[1] * shape[2]
+    for width in dense:
+        layers += [Dense(fan_in, width), ReLU()]
+        if dropout:
+            layers.append(Dropout(dropout))
+        fan_in = width
+    layers.append(Dense(fan_in, num_classes))
+    model = Sequential(layers, seed=seed)
+    model.input_shape = tuple(input_shape)
+    return model
+
+
 #: Builders by name: ``build(name, **options)`` calls one.
-ARCHITECTURES: dict[str, Callable[..., Sequential]] = {"mlp": mlp}
+ARCHITECTURES: dict[str, Callable[..., Sequential]] = {"mlp": mlp, "cnn": cnn}
 
 
 def build(name: str, **options: Any) -> Sequential:
