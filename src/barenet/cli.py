@@ -28,7 +28,7 @@ from barenet.report import format_confusion
 from barenet.train import TrainOptions, run
 from barenet.web import add_serve_parser, run_serve
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "train_options"]
 
 USAGE_ERROR = 2
 
@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- commands ---------------------------------------------------------------------------
-def _train(args: argparse.Namespace) -> int:
-    options = TrainOptions(
+def train_options(args: argparse.Namespace) -> TrainOptions:
+    """The ``TrainOptions`` that ``barenet train`` arguments ask for."""
+    return TrainOptions(
         dataset=args.dataset,
         model=args.model,
         hidden=args.hidden,
@@ -193,6 +194,10 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         data_dir=args.data_dir,
     )
+
+
+def _train(args: argparse.Namespace) -> int:
+    options = train_options(args)
     options.check()
     out = args.out or f"runs/{get_spec(options.dataset).name}-{options.model}"
     result = run(options, out, verbose=0 if args.quiet else "auto", log=_err)
