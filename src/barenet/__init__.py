@@ -5,7 +5,18 @@
 >>> model.compile(loss="cross_entropy", optimizer=bn.Adam(lr=0.01))
 """
 
-from barenet import activations, callbacks, init, layers, losses, metrics, optim, schedules
+from barenet import (
+    activations,
+    callbacks,
+    conv,
+    init,
+    layers,
+    losses,
+    metrics,
+    normalization,
+    optim,
+    schedules,
+)
 from barenet.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from barenet.callbacks import (
     Callback,
@@ -15,6 +26,7 @@ from barenet.callbacks import (
     LearningRateScheduler,
     ProgressBar,
 )
+from barenet.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from barenet.errors import (
     ArgumentError,
     BarenetError,
@@ -27,6 +39,7 @@ from barenet.io import load_model
 from barenet.layers import Dense, Dropout, Flatten, Layer
 from barenet.losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Loss
 from barenet.model import Sequential
+from barenet.normalization import BatchNorm
 from barenet.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from barenet.schedules import CosineDecay, ExponentialDecay, InverseTimeDecay, StepDecay, WarmUp
 
@@ -40,10 +53,13 @@ __all__ = [
     "Adam",
     "AdamW",
     "ArgumentError",
+    "AvgPool2D",
     "BarenetError",
+    "BatchNorm",
     "BinaryCrossEntropy",
     "Callback",
     "Checkpoint",
+    "Conv2D",
     "CosineDecay",
     "CrossEntropy",
     "DatasetError",
@@ -52,12 +68,14 @@ __all__ = [
     "EarlyStopping",
     "ExponentialDecay",
     "Flatten",
+    "GlobalAvgPool2D",
     "History",
     "InverseTimeDecay",
     "Layer",
     "LeakyReLU",
     "LearningRateScheduler",
     "Loss",
+    "MaxPool2D",
     "ModelFileError",
     "Optimizer",
     "ProgressBar",
@@ -74,11 +92,13 @@ __all__ = [
     "activations",
     "callbacks",
     "check_grad",
+    "conv",
     "init",
     "layers",
     "load_model",
     "losses",
     "metrics",
+    "normalization",
     "optim",
     "schedules",
 ]
