@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from barenet.errors import ArgumentError
-from barenet.preprocess import center_by_mass, load_image, resize_area, to_mnist
+from barenet.preprocess import center_by_mass, load_image, resize_area, to_fashion, to_mnist
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -67,6 +67,22 @@ def test_mnist_digits_pass_through_nearly_unchanged(mnist):
     out = np.stack([to_mnist(a) for a in x_test[:100]]).astype(np.int16)
     # MNIST was made this way, so redoing it moves little ink (the mean pixel is ~31)
     assert np.abs(out - x_test[:100]).mean() < 3
+
+
+def test_fashion_items_pass_through_nearly_unchanged(fashion):
+    (_, _), (x_test, _) = fashion
+    out = np.stack([to_fashion(a) for a in x_test[:100]]).astype(np.int16)
+    assert np.abs(out - x_test[:100]).mean() < 3  # the mean pixel is ~73
+
+
+def test_a_garment_photo_fills_the_field_and_is_centred():
+    photo = np.full((400, 300), 230, np.uint8)  # light paper
+    photo[50:350, 100:250] = 40  # a dark 300 x 150 garment, off-centre
+    out = to_fashion(photo)
+    rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    assert (rows[0], rows[-1]) == (0, 27)  # the longer side fills all 28 pixels
+    assert (cols[0], cols[-1]) == (7, 20)  # 14 columns, centred
+    assert out[0, 0] == 0 and out[14, 14] == 255
 
 
 @settings(max_examples=40, deadline=None)
