@@ -9,6 +9,7 @@ import pytest
 
 from barenet import load_model
 from barenet.cli import main
+from barenet.datasets import FASHION_CLASSES
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -53,6 +54,14 @@ def test_summary_goes_to_stdout(tmp_path, capsys):
     for field in ("test accuracy", "test loss", "s per epoch", "parameters   ", "run folder"):
         assert field in out
     assert "12,730" in out  # 784*16 + 16 + 16*10 + 10 parameters
+    # a Fashion-MNIST model names garments, and reads pictures the Fashion-MNIST way
+    photo = np.full((120, 100), 220, np.uint8)
+    photo[10:110, 20:80] = 30
+    Image.fromarray(photo).save(tmp_path / "garment.png")
+    assert main(["predict", str(tmp_path / "r" / "model.npz"), str(tmp_path / "garment.png")]) == 0
+    answers = capsys.readouterr().out.strip().split(": ", 1)[1].split(", ")
+    assert len(answers) == 3
+    assert all(a.rsplit(" ", 1)[0] in FASHION_CLASSES for a in answers)
 
 
 def test_evaluate_prints_accuracy_report_and_confusion(run_dir, capsys):
