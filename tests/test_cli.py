@@ -154,6 +154,9 @@ def test_demo_trains_both_datasets_and_prints_a_table(tmp_path, capsys, mnist, f
         assert line.endswith(str(tmp_path / folder))
         assert float(line.split()[1].rstrip("%")) > 50
         assert (tmp_path / folder / "model.npz").is_file()
+    both = float(lines[3].split()[1])
+    assert lines[3].startswith("both ")
+    assert both == pytest.approx(sum(float(line.split()[2]) for line in lines[1:3]), abs=0.11)
 
 
 def test_help_exits_cleanly(capsys):

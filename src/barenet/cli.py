@@ -295,6 +295,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{'dataset':<15} {'test accuracy':>13} {'seconds':>8}  run folder")
     for title, result, seconds in rows:
         print(f"{title:<15} {result.test_accuracy:>13.2%} {seconds:>8.1f}  {result.out_dir}")
+    print(f"{'both':<15} {'':>13} {sum(row[2] for row in rows):>8.1f}")
     for note in rows[-1][1].notes:
         print(f"note: {note}")
     return 0
