@@ -4,8 +4,8 @@ A run trains a small multi-layer perceptron with ``Sequential.fit``; a callback 
 progress into events (plain dicts, JSON-ready) that the server streams to the page:
 
 * ``start``: the settings, the class names and a panel of validation images;
-* ``progress``: the running loss and accuracy, how many images were seen, and the
-  network's current answer for each image of the panel (at most a few times a second);
+* ``progress``: the step, the epoch's running loss and accuracy, and the network's
+  current answer for each image of the panel (about ``POINTS`` times in a run);
 * ``epoch``: the epoch's training and validation loss and accuracy;
 * ``end``: ``status`` is ``"done"``, ``"stopped"`` or ``"error"`` (with a ``message``).
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,7 +43,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 VALIDATION = 1000  #: images at the end of the training set held out for validation
 PANEL = 12  #: validation images whose predictions the page shows as training goes
-REPORT_SECONDS = 0.25  #: least time between two progress events
+POINTS = 200  #: about how many progress events a run sends, whatever its length
 
 Loader = Callable[[str], tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]
 
@@ -125,8 +124,9 @@ class _Reporter(Callback):
 
     def __init__(self, run: TrainingRun, steps: int, panel: np.ndarray) -> None:
         self.run, self.steps, self.panel = run, steps, panel
+        total = run.settings.epochs * steps
+        self.total, self.every = total, max(1, math.ceil(total / POINTS))
         self.epoch = 0
-        self.last = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch = epoch
@@ -135,15 +135,14 @@ class _Reporter(Callback):
         if self.run.stop_requested.is_set():
             self.model.stop_training = True
             raise _Stopped
-        now = time.monotonic()
-        if now - self.last < REPORT_SECONDS and batch != self.steps - 1:
+        step = self.epoch * self.steps + batch + 1
+        if step % self.every and step != 1 and batch != self.steps - 1:
             return
-        self.last = now
         self.run.emit(
             "progress",
             epoch=self.epoch + 1,
-            step=self.epoch * self.steps + batch + 1,
-            steps=self.run.settings.epochs * self.steps,
+            step=step,
+            steps=self.total,
             loss=logs["loss"],
             accuracy=logs["accuracy"],
             predictions=self.model.predict(self.panel).tolist(),

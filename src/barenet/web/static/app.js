@@ -1,0 +1,499 @@
+// barenet's demo page: draw and predict, look inside the network, watch one learn.
+// Plain JavaScript, no libraries; every number comes from the server's JSON API.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  models: [],
+  defaults: { mnist: null, fashion: null },
+  mode: "digits",
+  result: null,
+  weightsFor: null,
+};
+
+// ---- helpers --------------------------------------------------------------------------------
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  };
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
+function paintGrey(canvas, pixels, invert = false) {
+  // Draw 784 grey values (0..255) on a 28x28 canvas.
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(28, 28);
+  pixels.forEach((v, i) => {
+    const g = invert ? 255 - v : v;
+    img.data.set([g, g, g, 255], 4 * i);
+  });
+  ctx.putImageData(img, 0, 0);
+}
+
+function heat(t) {
+  // 0..1 -> dark blue, purple, orange, pale yellow.
+  const stops = [[13, 8, 48], [120, 28, 109], [237, 105, 37], [252, 255, 164]];
+  const x = Math.min(Math.max(t, 0), 1) * (stops.length - 1);
+  const i = Math.min(Math.floor(x), stops.length - 2);
+  const f = x - i;
+  return stops[i].map((a, k) => Math.round(a + f * (stops[i + 1][k] - a)));
+}
+
+function diverging(t) {
+  // -1..1 -> blue, white, red.
+  const a = Math.min(Math.abs(t), 1);
+  const fade = Math.round(255 * (1 - a));
+  return t >= 0 ? [255, fade, fade] : [fade, fade, 255];
+}
+
+function gridCanvas(values, cols, color, scale) {
+  const rows = Math.ceil(values.length / cols);
+  const canvas = document.createElement("canvas");
+  canvas.width = cols;
+  canvas.height = rows;
+  canvas.style.width = `${cols * scale}px`;
+  canvas.style.height = `${rows * scale}px`;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(cols, rows);
+  values.forEach((v, i) => img.data.set([...color(v), 255], 4 * i));
+  ctx.putImageData(img, 0, 0);
+  return canvas;
+}
+
+// ---- tabs -----------------------------------------------------------------------------------
+function showTab() {
+  const name = (location.hash || "#draw").slice(1);
+  const known = ["draw", "inside", "learn"].includes(name) ? name : "draw";
+  document.querySelectorAll(".tab").forEach((s) => { s.hidden = s.id !== known; });
+  document.querySelectorAll("nav a").forEach((a) => {
+    a.classList.toggle("active", a.dataset.tab === known);
+  });
+  if (known === "inside") loadWeights();
+}
+
+// ---- models ---------------------------------------------------------------------------------
+function currentModel() {
+  const name = state.mode === "fashion" ? state.defaults.fashion : state.defaults.mnist;
+  return state.models.find((m) => m.name === name) || null;
+}
+
+function describeModel() {
+  const m = currentModel();
+  if (!m) {
+    $("model-info").textContent = "no model served for this mode";
+    return;
+  }
+  const acc = m.test_accuracy ? `, ${(100 * m.test_accuracy).toFixed(1)}% test accuracy` : "";
+  $("model-info").textContent = `${m.name}: ${m.layers.join("-")}${acc}`;
+}
+
+async function loadModels() {
+  const data = await api("/api/models");
+  state.models = data.models;
+  state.defaults = data.default;
+  if (!state.defaults.fashion) {
+    $("mode-fashion").disabled = true;
+    $("mode-fashion").title = "no Fashion-MNIST model is served";
+  }
+  describeModel();
+  clearResult();
+}
+
+// ---- prediction -----------------------------------------------------------------------------
+function clearResult() {
+  state.result = null;
+  const m = currentModel();
+  const classes = m ? m.classes : [];
+  $("bars").replaceChildren(...classes.map((c) => barRow(c, 0, false)));
+  $("top").textContent = "?";
+  $("confidence").textContent = "";
+  paintGrey($("seen"), new Array(784).fill(0));
+  $("draw-error").textContent = "";
+}
+
+function barRow(label, p, best) {
+  const li = document.createElement("li");
+  li.className = best ? "best" : "";
+  li.innerHTML = '<span class="label"></span><span class="track"><span class="bar"></span></span>' +
+    '<span class="value"></span>';
+  li.querySelector(".label").textContent = label;
+  li.querySelector(".bar").style.width = `${(100 * p).toFixed(1)}%`;
+  li.querySelector(".value").textContent = `${(100 * p).toFixed(1)}%`;
+  return li;
+}
+
+function showResult(r) {
+  state.result = r;
+  $("bars").replaceChildren(...r.classes.map((c, i) => barRow(c, r.probabilities[i], i === r.top)));
+  $("top").textContent = r.label;
+  $("confidence").textContent = `${(100 * r.probabilities[r.top]).toFixed(1)}% sure`;
+  paintGrey($("seen"), r.input);
+  $("draw-error").textContent = "";
+  showInside();
+}
+
+let inFlight = false;
+let pending = null;
+
+async function predict(body) {
+  // One request at a time; while one is out, only the newest next request is kept.
+  if (inFlight) {
+    pending = body;
+    return;
+  }
+  inFlight = true;
+  try {
+    const mode = state.mode;
+    const result = await api("/api/predict", body);
+    if (mode === state.mode) showResult(result);
+  } catch (e) {
+    $("draw-error").textContent = e.message;
+  } finally {
+    inFlight = false;
+    if (pending) {
+      const next = pending;
+      pending = null;
+      predict(next);
+    }
+  }
+}
+
+// ---- drawing pad ----------------------------------------------------------------------------
+function setUpPad() {
+  const pad = $("pad");
+  const ctx = pad.getContext("2d");
+  let drawing = false;
+  let inked = false;
+  let last = null;
+  const blank = () => {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, pad.width, pad.height);
+    inked = false;
+  };
+  const point = (e) => {
+    const box = pad.getBoundingClientRect();
+    return [(e.clientX - box.left) * pad.width / box.width,
+      (e.clientY - box.top) * pad.height / box.height];
+  };
+  const send = () => {
+    if (inked) predict({ model: state.defaults.mnist, image: pad.toDataURL("image/png") });
+  };
+  const stroke = (to) => {
+    ctx.strokeStyle = "#111";
+    ctx.lineWidth = 20;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(...(last || to));
+    ctx.lineTo(...to);
+    ctx.stroke();
+    last = to;
+    inked = true;
+  };
+  pad.addEventListener("pointerdown", (e) => {
+    drawing = true;
+    last = null;
+    pad.setPointerCapture(e.pointerId);
+    stroke(point(e));
+    send();
+  });
+  pad.addEventListener("pointermove", (e) => {
+    if (!drawing) return;
+    stroke(point(e));
+    send();
+  });
+  const end = () => {
+    if (!drawing) return;
+    drawing = false;
+    send();
+  };
+  pad.addEventListener("pointerup", end);
+  pad.addEventListener("pointercancel", end);
+  $("clear").addEventListener("click", () => {
+    blank();
+    pending = null;
+    clearResult();
+    showInside();
+  });
+  blank();
+}
+
+// ---- fashion mode ---------------------------------------------------------------------------
+function setMode(mode) {
+  state.mode = mode;
+  $("mode-digits").classList.toggle("active", mode === "digits");
+  $("mode-fashion").classList.toggle("active", mode === "fashion");
+  $("digit-input").hidden = mode !== "digits";
+  $("fashion-input").hidden = mode !== "fashion";
+  $("seen-note").textContent = mode === "digits" ? "28\u00d728 pixels, prepared like MNIST" :
+    "28\u00d728 pixels, as in Fashion-MNIST";
+  pending = null;
+  describeModel();
+  clearResult();
+  showInside();
+  if (mode === "fashion") randomGarment();
+}
+
+function showGarment(pixels) {
+  const small = document.createElement("canvas");
+  small.width = small.height = 28;
+  paintGrey(small, pixels, true);
+  const ctx = $("garment").getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(small, 0, 0, 280, 280);
+}
+
+async function randomGarment() {
+  try {
+    const s = await api("/api/sample?dataset=fashion");
+    showGarment(s.pixels);
+    $("truth").textContent = `Test image #${s.index}: a ${s.class}`;
+    predict({ model: state.defaults.fashion, pixels: s.pixels, preprocess: false });
+  } catch (e) {
+    $("draw-error").textContent = e.message;
+  }
+}
+
+function uploadGarment(file) {
+  const url = URL.createObjectURL(file);
+  const img = new Image();
+  img.onload = () => {
+    // Draw it no larger than 280x280 on white paper, then send that as a PNG.
+    const k = Math.min(280 / img.width, 280 / img.height, 1);
+    const w = Math.max(1, Math.round(img.width * k));
+    const h = Math.max(1, Math.round(img.height * k));
+    const ctx = $("garment").getContext("2d");
+    ctx.imageSmoothingEnabled = true;
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, 280, 280);
+    ctx.drawImage(img, (280 - w) / 2, (280 - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+    $("truth").textContent = `Your picture: ${file.name}`;
+    predict({ model: state.defaults.fashion, image: $("garment").toDataURL("image/png") });
+  };
+  img.onerror = () => {
+    URL.revokeObjectURL(url);
+    $("draw-error").textContent = `${file.name} is not a picture this browser can read`;
+  };
+  img.src = url;
+}
+
+// ---- inside view ----------------------------------------------------------------------------
+function showInside() {
+  const r = state.result;
+  const holder = $("activations");
+  if (!r) {
+    paintGrey($("inside-input"), new Array(784).fill(0));
+    $("inside-answer").textContent = "Draw something on the Draw page first.";
+    holder.replaceChildren();
+    return;
+  }
+  paintGrey($("inside-input"), r.input);
+  $("inside-answer").textContent = `${r.model} answers ${r.label} ` +
+    `(${(100 * r.probabilities[r.top]).toFixed(1)}%)`;
+  holder.replaceChildren(...r.activations.map((layer, k) => {
+    const peak = Math.max(...layer.values, 1e-9);
+    const cols = Math.ceil(Math.sqrt(layer.units));
+    const figure = document.createElement("figure");
+    const scale = Math.max(4, Math.floor(160 / cols));
+    figure.append(gridCanvas(layer.values.map((v) => v / peak), cols, heat, scale));
+    const caption = document.createElement("figcaption");
+    const active = layer.values.filter((v) => v > 0).length;
+    caption.textContent = `hidden layer ${k + 1}: ${active} of ${layer.units} units active`;
+    figure.append(caption);
+    return figure;
+  }));
+}
+
+async function loadWeights() {
+  const m = currentModel();
+  if (!m || state.weightsFor === m.name) return;
+  state.weightsFor = m.name;
+  try {
+    const w = await api(`/api/weights?model=${encodeURIComponent(m.name)}&count=32`);
+    $("weights").replaceChildren(...w.images.map((img) => gridCanvas(
+      img.map((v) => v / 127), 28, diverging, 2)));
+  } catch (e) {
+    $("weights").textContent = e.message;
+  }
+}
+
+// ---- learn page -----------------------------------------------------------------------------
+const run = { source: null, steps: 1, points: [], val: [], classes: [], panel: null };
+
+function drawCurve() {
+  const canvas = $("curve");
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height;
+  const pad = { l: 48, r: 48, t: 40, b: 36 };
+  const w = W - pad.l - pad.r, h = H - pad.t - pad.b;
+  ctx.clearRect(0, 0, W, H);
+  ctx.font = "12px system-ui, sans-serif";
+  const maxLoss = Math.ceil(2 * Math.max(0.5, ...run.points.map((p) => p.loss || 0))) / 2;
+  const X = (step) => pad.l + w * step / Math.max(run.steps, 1);
+  const Yloss = (v) => pad.t + h * (1 - v / maxLoss);
+  const Yacc = (v) => pad.t + h * (1 - v);
+  // Grid and axes.
+  ctx.strokeStyle = "#e3e6ec";
+  ctx.fillStyle = "#667";
+  for (let i = 0; i <= 4; i++) {
+    const y = pad.t + h * i / 4;
+    ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(pad.l + w, y); ctx.stroke();
+    ctx.textAlign = "right";
+    ctx.fillText((maxLoss * (1 - i / 4)).toFixed(2), pad.l - 6, y + 4);
+    ctx.textAlign = "left";
+    ctx.fillText(`${100 - 25 * i}%`, pad.l + w + 6, y + 4);
+  }
+  ctx.textAlign = "center";
+  ctx.fillText(`training steps (${run.steps} in all)`, pad.l + w / 2, H - 8);
+  const line = (key, Y, color) => {
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    run.points.filter((p) => p[key] !== null).forEach((p, i) => {
+      if (i === 0) ctx.moveTo(X(p.step), Y(p[key])); else ctx.lineTo(X(p.step), Y(p[key]));
+    });
+    ctx.stroke();
+    ctx.lineWidth = 1;
+  };
+  line("loss", Yloss, "#d1495b");
+  line("accuracy", Yacc, "#2e86ab");
+  ctx.fillStyle = "#1b998b";
+  run.val.forEach((p) => {
+    ctx.beginPath(); ctx.arc(X(p.step), Yacc(p.val_accuracy), 5, 0, 2 * Math.PI); ctx.fill();
+  });
+  // Legend.
+  const legend = [["#d1495b", "training loss (left)"], ["#2e86ab", "training accuracy (right)"],
+    ["#1b998b", "validation accuracy"]];
+  ctx.textAlign = "left";
+  legend.forEach(([color, text], i) => {
+    const x = pad.l + 10 + i * 185;
+    ctx.fillStyle = color;
+    ctx.fillRect(x, 12, 14, 4);
+    ctx.fillStyle = "#334";
+    ctx.fillText(text, x + 20, 18);
+  });
+  canvas.dataset.points = String(run.points.length);
+}
+
+function showPanel(predictions) {
+  const holder = $("panel");
+  if (!run.panel) return;
+  if (holder.children.length !== run.panel.images.length) {
+    holder.replaceChildren(...run.panel.images.map((pixels) => {
+      const figure = document.createElement("figure");
+      const c = document.createElement("canvas");
+      c.width = c.height = 28;
+      paintGrey(c, pixels);
+      figure.append(c, document.createElement("figcaption"));
+      return figure;
+    }));
+  }
+  [...holder.children].forEach((figure, i) => {
+    const truth = run.panel.labels[i];
+    const guess = predictions ? predictions[i] : null;
+    figure.className = guess === null ? "" : guess === truth ? "right" : "wrong";
+    figure.querySelector("figcaption").textContent = guess === null ? run.classes[truth] :
+      run.classes[guess];
+    figure.title = `truth: ${run.classes[truth]}`;
+  });
+}
+
+function onEvent(e) {
+  const ev = JSON.parse(e.data);
+  const status = $("train-status");
+  if (ev.type === "start") {
+    run.steps = ev.steps;
+    run.points = [];
+    run.val = [];
+    run.classes = ev.classes;
+    run.panel = ev.panel;
+    $("panel").replaceChildren();
+    showPanel(null);
+    status.textContent = `Training on ${ev.samples} images...`;
+  } else if (ev.type === "progress") {
+    run.points.push(ev);
+    showPanel(ev.predictions);
+    status.textContent = `Epoch ${ev.epoch}, step ${ev.step} of ${ev.steps}: ` +
+      `loss ${ev.loss.toFixed(3)}, accuracy ${(100 * ev.accuracy).toFixed(1)}%`;
+  } else if (ev.type === "epoch") {
+    if (ev.val_accuracy !== null) run.val.push(ev);
+    status.textContent = `Epoch ${ev.epoch} done: validation accuracy ` +
+      `${(100 * ev.val_accuracy).toFixed(1)}%`;
+  } else if (ev.type === "end") {
+    const last = run.val.length ? run.val[run.val.length - 1] : null;
+    const acc = last ? `, validation accuracy ${(100 * last.val_accuracy).toFixed(1)}%` : "";
+    status.textContent = ev.status === "done" ? `Done${acc}.` :
+      ev.status === "stopped" ? `Stopped${acc}.` : `Failed: ${ev.message}`;
+    status.classList.toggle("error", ev.status === "error");
+    listen(false);
+  }
+  drawCurve();
+}
+
+function listen(on) {
+  if (run.source) run.source.close();
+  run.source = null;
+  $("start").disabled = on;
+  $("stop").disabled = !on;
+  if (!on) return;
+  run.source = new EventSource("/api/train/events");
+  run.source.onmessage = onEvent;
+  run.source.onerror = () => {
+    // The server went away or the run has ended: ask what happened.
+    api("/api/train").then((s) => {
+      if (s.status !== "running") listen(false);
+    }).catch(() => listen(false));
+  };
+}
+
+function setUpLearn() {
+  const form = $("train-form");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    const status = $("train-status");
+    status.classList.remove("error");
+    try {
+      await api("/api/train", {
+        dataset: f.get("dataset"),
+        hidden: String(f.get("hidden")).split(",").map((s) => Number(s.trim())),
+        lr: Number(f.get("lr")),
+        epochs: Number(f.get("epochs")),
+        samples: Number(f.get("samples")),
+      });
+      status.textContent = "Starting...";
+      listen(true);
+    } catch (err) {
+      status.textContent = err.message;
+      status.classList.add("error");
+    }
+  });
+  $("stop").addEventListener("click", () => {
+    $("stop").disabled = true;
+    api("/api/train/stop", {}).catch((err) => { $("train-status").textContent = err.message; });
+  });
+  drawCurve();
+  api("/api/train").then((s) => { if (s.status === "running") listen(true); }).catch(() => {});
+}
+
+// ---- start ----------------------------------------------------------------------------------
+window.addEventListener("hashchange", showTab);
+document.addEventListener("DOMContentLoaded", () => {
+  setUpPad();
+  setUpLearn();
+  $("mode-digits").addEventListener("click", () => setMode("digits"));
+  $("mode-fashion").addEventListener("click", () => setMode("fashion"));
+  $("random").addEventListener("click", randomGarment);
+  $("upload").addEventListener("change", (e) => {
+    if (e.target.files.length) uploadGarment(e.target.files[0]);
+    e.target.value = "";
+  });
+  showTab();
+  loadModels().catch((e) => { $("draw-error").textContent = e.message; });
+});
