@@ -60,7 +60,7 @@ def mlp(
 
 
 def cnn(
-    channels: Sequence[int] = (32, 64, 64),
+    channels: Sequence[int] = (32, 64, 128),
     hidden: Sequence[int] = (128,),
     *,
     dropout: float = 0.3,
@@ -72,8 +72,8 @@ def cnn(
     ``channels``, a 2x2 ``MaxPool2D`` closing each run of equal widths, then
     ``Flatten, [Dense, ReLU, Dropout] * len(hidden), Dense``.
 
-    The default, for 28x28 images: conv 32 - pool - conv 64 - conv 64 - pool (64x7x7)
-    - dense 128 - dense 10.
+    The default, for 28x28 images: conv 32 - pool - conv 64 - pool - conv 128 - pool
+    (128x3x3) - dense 128 - dense 10 (241,994 parameters).
 
     Parameters
     ----------
