@@ -179,3 +179,11 @@ def test_learn_page_trains_and_draws_the_curve(page, tmp_path):
     assert page.locator("#panel figure.right, #panel figure.wrong").count() == 12
     assert page.is_enabled("#start") and not page.is_enabled("#stop")
     page.screenshot(path=str(tmp_path / "learn.png"), full_page=True)
+
+    page.fill("input[name=epochs]", "20")
+    page.fill("input[name=samples]", "59000")
+    page.click("#start")
+    expect(page.locator("#stop")).to_be_enabled()
+    page.click("#stop")
+    expect(page.locator("#train-status")).to_have_text(re.compile(r"^Stopped"))
+    assert page.is_enabled("#start")

@@ -58,6 +58,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20  #: largest request body accepted, in bytes (1 MiB)
 MAX_IMAGE_PIXELS = 2048 * 2048  #: largest picture (width x height) decoded
 SIDE = 28
+POLL_SECONDS = 0.1  #: how often an event stream looks for new training events
+HEARTBEAT = 50  #: polls without news before the stream sends a comment line
 IMAGE_TYPES = ("png", "jpeg", "webp", "gif", "bmp")
 _HIDDEN = (ReLU, LeakyReLU, Sigmoid, Tanh)  # layers whose output is a hidden activation
 _CSP = (
@@ -359,7 +361,7 @@ class App:
             raise _bad("no training run has been started", 404)
 
         async def stream() -> AsyncIterator[str]:
-            seen = 0
+            seen, quiet = 0, 0
             while True:
                 running = run.running
                 events = run.events_from(seen)
@@ -368,9 +370,11 @@ class App:
                     seen += 1
                 if not running and not events:
                     return
-                if not events:
-                    yield ": still training\n\n"  # a comment line; it finds closed connections
-                await asyncio.sleep(0.1)
+                quiet = 0 if events else quiet + 1
+                if quiet == HEARTBEAT:  # a comment line: keeps proxies and browsers patient
+                    yield ": still training\n\n"
+                    quiet = 0
+                await asyncio.sleep(POLL_SECONDS)
 
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
