@@ -21,6 +21,7 @@ window's gradient back onto the pixels it was read from (``kh * kw`` strided add
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -265,19 +266,23 @@ class _Pool2D(Layer):
         kh, kw = self.kernel_size
         return [(i, j) for i in range(kh) for j in range(kw)]
 
-    def _input_grad(self, add_window: Any) -> np.ndarray:
-        """Build the input gradient: ``add_window(i, j, target)`` adds, into the strided view
-        ``target`` (C, N, Ho, Wo) of the input pixels at offset (i, j) of every window, the
-        gradient those pixels receive from that window position."""
-        shape = (
-            self._in_shape
-            if len(self._in_shape) == 4
-            else (self._in_shape[0], 1, *self._in_shape[1:])
-        )
-        dxc = np.zeros((shape[1], shape[0], *shape[2:]), dtype=self._dtype)
+    def _input_grad(
+        self, window_grad: Callable[[int, np.ndarray | None], np.ndarray]
+    ) -> np.ndarray:
+        """The input gradient, from ``window_grad(q, out)``: the gradient (C, N, Ho, Wo) that
+        the pixels at position ``q`` (row-major) of every window receive, written into
+        ``out`` when given. Windows that do not overlap write straight into the strided view
+        of their pixels; overlapping ones add up."""
+        n, c = self._in_shape[0], 1 if len(self._in_shape) == 3 else self._in_shape[1]
+        dxc = np.zeros((c, n, *self._in_shape[-2:]), dtype=self._dtype)
         (ho, wo), s = self._out, self._step()
-        for i, j in self._positions():
-            add_window(i, j, dxc[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s])
+        disjoint = s >= max(self.kernel_size)
+        for q, (i, j) in enumerate(self._positions()):
+            target = dxc[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
+            if disjoint:
+                window_grad(q, target)
+            else:
+                target += window_grad(q, None)
         return dxc.transpose(1, 0, 2, 3).reshape(self._in_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -298,26 +303,27 @@ class MaxPool2D(_Pool2D):
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._win = win = self._window_view(x)
+        win = self._window_view(x)
         self._dtype = x.dtype
         first, *rest = self._positions()
         y = win[..., first[0], first[1]].copy()
-        for i, j in rest:
-            np.maximum(y, win[..., i, j], out=y)
-        self._y = y
+        # Position (row-major) of the first largest value of each window: the last
+        # position that raised the running maximum, i.e. the largest such q.
+        self._argmax = np.zeros(y.shape, dtype=np.uint8)
+        raised = np.empty(y.shape, dtype=np.uint8)
+        for q, (i, j) in enumerate(rest, start=1):
+            value = win[..., i, j]
+            np.greater(value, y, out=raised, casting="unsafe")
+            raised *= np.uint8(q)
+            np.maximum(self._argmax, raised, out=self._argmax)
+            np.maximum(y, value, out=y)
         return y.transpose(1, 0, 2, 3)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dyc = dy.transpose(1, 0, 2, 3)
-        taken = np.zeros(dyc.shape, dtype=bool)
-
-        def add_window(i: int, j: int, target: np.ndarray) -> None:
-            hit = self._win[..., i, j] == self._y
-            np.greater(hit, taken, out=hit)  # a hit not taken by an earlier position
-            taken[...] |= hit
-            target += dyc * hit
-
-        return self._input_grad(add_window)
+        return self._input_grad(
+            lambda q, out: np.multiply(dyc, self._argmax == q, out=out, dtype=dy.dtype)
+        )
 
 
 class AvgPool2D(_Pool2D):
@@ -337,11 +343,7 @@ class AvgPool2D(_Pool2D):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         kh, kw = self.kernel_size
         dyc = dy.transpose(1, 0, 2, 3) * dy.dtype.type(1.0 / (kh * kw))
-
-        def add_window(i: int, j: int, target: np.ndarray) -> None:
-            target += dyc
-
-        return self._input_grad(add_window)
+        return self._input_grad(lambda q, out: dyc if out is None else np.copyto(out, dyc) or out)
 
 
 class GlobalAvgPool2D(Layer):

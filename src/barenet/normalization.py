@@ -77,61 +77,64 @@ class BatchNorm(Layer):
         self.running_mean[...] = 0
         self.running_var[...] = 1
 
-    def _axes(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Axes reduced over and the shape that broadcasts a per-feature vector onto ``x``."""
+    def _rows(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as (C, M): one row per feature. A view for the channel-major arrays that
+        barenet's image layers produce, and for the transpose of dense (N, C) input."""
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             raise ArgumentError(
                 f"{self!r} expects input of shape (N, {self.num_features}) or "
                 f"(N, {self.num_features}, H, W), got {x.shape}"
             )
-        if x.ndim == 2:
-            return (0,), (1, self.num_features)
-        return (0, 2, 3), (1, self.num_features, 1, 1)
+        return x.T if x.ndim == 2 else x.transpose(1, 0, 2, 3).reshape(self.num_features, -1)
+
+    def _unrows(self, rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Inverse of ``_rows``: (C, M) back to ``shape`` (a view)."""
+        if len(shape) == 2:
+            return rows.T
+        n, c, h, w = shape
+        return rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        axes, shape = self._axes(x)
+        rows = self._rows(x)
         if training:
-            count = x.size // self.num_features
+            count = rows.shape[1]
             if count < 2:
                 raise ArgumentError(
                     "BatchNorm needs more than one value per feature in training, "
                     f"got input {x.shape}"
                 )
-            mean = x.mean(axis=axes, dtype=x.dtype)
-            centred = x - mean.reshape(shape)
-            var = np.square(centred).mean(axis=axes, dtype=x.dtype)
+            mean = rows.mean(axis=1, dtype=x.dtype)
+            x_hat = rows - mean[:, None]
+            var = np.einsum("ij,ij->i", x_hat, x_hat) / x.dtype.type(count)
             m = x.dtype.type(self.momentum)
             self.running_mean *= 1 - m
             self.running_mean += m * mean
             self.running_var *= 1 - m
             self.running_var += (m * count / (count - 1)) * var
         else:
-            centred = x - self.running_mean.reshape(shape)
+            x_hat = rows - self.running_mean[:, None]
             var = self.running_var
         inv_std = (1 / np.sqrt(var + x.dtype.type(self.eps))).astype(x.dtype, copy=False)
-        x_hat = centred * inv_std.reshape(shape)
+        x_hat *= inv_std[:, None]
         self._cache = (x_hat, inv_std, training)
-        y = x_hat * self.params["weight"].reshape(shape)
-        y += self.params["bias"].reshape(shape)
-        return y
+        y = x_hat * self.params["weight"][:, None]
+        y += self.params["bias"][:, None]
+        return self._unrows(y, x.shape)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("BatchNorm.backward called before forward")
         x_hat, inv_std, training = self._cache
-        axes, shape = self._axes(dy)
-        np.sum(dy, axis=axes, out=self.grads["bias"])
-        np.sum(dy * x_hat, axis=axes, out=self.grads["weight"])
-        scale = (self.params["weight"] * inv_std).reshape(shape)
-        if not training:
-            return dy * scale
-        count = dy.dtype.type(dy.size // self.num_features)
-        mean_dy = (self.grads["bias"] / count).reshape(shape)
-        mean_dy_xhat = (self.grads["weight"] / count).reshape(shape)
-        dx = dy - mean_dy
-        dx -= x_hat * mean_dy_xhat
-        dx *= scale
-        return dx
+        rows = self._rows(dy)
+        np.sum(rows, axis=1, out=self.grads["bias"])
+        np.einsum("ij,ij->i", rows, x_hat, out=self.grads["weight"])
+        scale = self.params["weight"] * inv_std
+        dx = rows * scale[:, None]
+        if training:
+            count = dy.dtype.type(rows.shape[1])
+            dx -= x_hat * (scale * self.grads["weight"] / count)[:, None]
+            dx -= (scale * self.grads["bias"] / count)[:, None]
+        return self._unrows(dx, dy.shape)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"running_mean": self.running_mean, "running_var": self.running_var}
