@@ -343,7 +343,14 @@ class AvgPool2D(_Pool2D):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         kh, kw = self.kernel_size
         dyc = dy.transpose(1, 0, 2, 3) * dy.dtype.type(1.0 / (kh * kw))
-        return self._input_grad(lambda q, out: dyc if out is None else np.copyto(out, dyc) or out)
+
+        def window_grad(q: int, out: np.ndarray | None) -> np.ndarray:
+            if out is None:
+                return dyc
+            out[...] = dyc
+            return out
+
+        return self._input_grad(window_grad)
 
 
 class GlobalAvgPool2D(Layer):
