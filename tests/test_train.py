@@ -110,3 +110,14 @@ def test_same_seed_same_network_and_no_pictures_without_matplotlib(tmp_path, mon
     assert "pip install 'barenet[plot]'" in (tmp_path / "a" / "report.md").read_text()
     run(dataclasses.replace(options, seed=5), tmp_path / "c", verbose=0, log=lambda line: None)
     assert not np.array_equal(wa, load_model(tmp_path / "c" / "model.npz").get_weights())
+
+
+def test_sgd_with_momentum_and_a_constant_rate(tmp_path, mnist):
+    options = TrainOptions(
+        optimizer="sgd", schedule="constant", lr=0.05, hidden=(32,), limit=3000, epochs=2
+    )
+    result = run(options, tmp_path, verbose=0, log=lambda line: None)
+    assert result.test_accuracy > 0.8
+    config = load_model(tmp_path / "model.npz").get_config()["optimizer"]
+    assert config["class"] == "SGD"
+    assert config["config"]["momentum"] == 0.9 and config["config"]["lr"] == 0.05
