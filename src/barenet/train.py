@@ -36,6 +36,7 @@ from barenet.schedules import CosineDecay, Schedule
 __all__ = ["RunResult", "TrainOptions", "WeightAverage", "random_shift", "run"]
 
 SCHEDULES = ("cosine", "constant")
+WEIGHT_DECAY = ("sgd", "adam", "adamw")  #: optimizers that take ``weight_decay``
 
 
 @dataclass
@@ -106,6 +107,11 @@ class TrainOptions:
                 f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}"
             )
         optim.get(self.optimizer)  # raises ArgumentError listing the known names
+        if self.weight_decay and self.optimizer.lower() not in WEIGHT_DECAY:
+            raise ArgumentError(
+                f"weight_decay is not available with optimizer {self.optimizer!r} "
+                f"(only {', '.join(WEIGHT_DECAY)})"
+            )
         if not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
             raise ArgumentError(f"momentum must be in [0, 1), got {self.momentum!r}")
 
@@ -185,8 +191,6 @@ def _optimizer(o: TrainOptions, steps: int) -> optim.Optimizer:
     if name == "sgd":
         kwargs["momentum"] = o.momentum
     if o.weight_decay:
-        if name not in ("sgd", "adam", "adamw"):
-            raise ArgumentError(f"weight_decay is not available with optimizer {o.optimizer!r}")
         kwargs["weight_decay"] = o.weight_decay
     return optim.get(name, **kwargs)
 
