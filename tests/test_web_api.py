@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("starlette")
 Image = pytest.importorskip("PIL.Image")
@@ -73,6 +75,11 @@ def stroke_picture(draw) -> np.ndarray:
     picture = Image.new("L", (280, 280), 255)
     draw(ImageDraw.Draw(picture))
     return np.asarray(picture)
+
+
+def post_json(client, path: str, body):
+    headers = {"content-type": "application/json"}
+    return client.post(path, content=json.dumps(body), headers=headers)
 
 
 def events_of(response) -> list[dict]:
@@ -243,6 +250,32 @@ def test_huge_pictures_are_refused_before_decoding(client):
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     r = client.post("/api/predict", json={"image": url})
     assert r.status_code == 400 and "5000x5000" in r.json()["error"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(["pixels", "image", "model", "preprocess", "extra"])
+PIXELS = st.lists(st.integers(-2, 300) | st.floats(-1, 260), min_size=784, max_size=784)
+SETTINGS = st.sampled_from(["dataset", "hidden", "lr", "epochs", "samples", "batch_size", "seed"])
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(body=st.dictionaries(FIELDS, JSON | PIXELS, max_size=3))
+def test_no_prediction_request_makes_a_server_error(client, body):
+    r = post_json(client, "/api/predict", body)  # the test client raises on a server error
+    assert r.status_code == 200 or (r.status_code == 400 and r.json()["error"])
+
+
+@FUZZ
+@given(body=st.dictionaries(SETTINGS, JSON, max_size=3) | JSON)
+def test_no_training_request_makes_a_server_error(client, body):
+    r = post_json(client, "/api/train", body)
+    assert r.status_code == 202 or (r.status_code == 400 and r.json()["error"])
+    client.post("/api/train/stop")
 
 
 def test_unknown_routes_and_methods_answer_json(client):

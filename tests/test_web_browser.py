@@ -14,12 +14,14 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
+Image = pytest.importorskip("PIL.Image")
 
 from barenet import architectures, pretrained  # noqa: E402
 from barenet.datasets import FASHION_CLASSES, MNIST_CLASSES, scale  # noqa: E402
@@ -158,13 +160,23 @@ def test_drawing_a_one_gets_an_answer_and_inside_view(page, tmp_path):
     assert page.text_content("#top") == "?" and ink(page, "#seen") == 0
 
 
-def test_fashion_mode_shows_a_test_image_and_the_answer(page, tmp_path):
+def test_fashion_mode_shows_a_test_image_and_an_upload(page, tmp_path, fashion):
     page.click("#mode-fashion")
     expect(page.locator("#top")).not_to_have_text("?")
     assert page.text_content("#truth").startswith("Test image #")
     assert page.text_content("#top") in FASHION_CLASSES
     assert page.locator("#bars li").count() == len(FASHION_CLASSES)
     page.screenshot(path=str(tmp_path / "fashion.png"), full_page=True)
+
+    _, (x_test, y_test) = fashion
+    trousers = int(np.flatnonzero(y_test == FASHION_CLASSES.index("Trouser"))[0])
+    photo = np.kron(255 - x_test[trousers], np.ones((8, 8), np.uint8))  # dark on white paper
+    Image.fromarray(photo).save(tmp_path / "trousers.png")
+    page.set_input_files("#upload", str(tmp_path / "trousers.png"))
+    expect(page.locator("#truth")).to_have_text("Your picture: trousers.png")
+    expect(page.locator("#top")).to_have_text("Trouser")
+    assert ink(page, "#seen") > 0
+    page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
 
 
 def test_learn_page_trains_and_draws_the_curve(page, tmp_path):

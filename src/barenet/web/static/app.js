@@ -131,6 +131,7 @@ function showResult(r) {
   state.result = r;
   $("bars").replaceChildren(...r.classes.map((c, i) => barRow(c, r.probabilities[i], i === r.top)));
   $("top").textContent = r.label;
+  $("top").classList.toggle("long", r.label.length > 3);
   $("confidence").textContent = `${(100 * r.probabilities[r.top]).toFixed(1)}% sure`;
   paintGrey($("seen"), r.input);
   $("draw-error").textContent = "";
