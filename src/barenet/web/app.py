@@ -114,8 +114,9 @@ class Served:
         classes = [str(c) for c in meta.get("classes", get_spec(dataset).classes)]
         if len(classes) != width:
             classes = [str(i) for i in range(width)]
-        pictures = (meta.get("preprocess") or {}).get("pictures", "mnist")
-        return cls(name, model, dataset, classes, shape, pictures)
+        preprocess = meta.get("preprocess")
+        pictures = preprocess.get("pictures", "mnist") if isinstance(preprocess, dict) else "mnist"
+        return cls(name, model, dataset, classes, shape, str(pictures))
 
     def prepare(self, picture: np.ndarray) -> np.ndarray:
         """Any grayscale picture as the 28x28 uint8 image this network reads, prepared

@@ -111,6 +111,7 @@ function clearResult() {
   const classes = m ? m.classes : [];
   $("bars").replaceChildren(...classes.map((c) => barRow(c, 0, false)));
   $("top").textContent = "?";
+  $("top").classList.remove("long");
   $("confidence").textContent = "";
   paintGrey($("seen"), new Array(784).fill(0));
   $("draw-error").textContent = "";
