@@ -23,7 +23,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from barenet import architectures, pretrained  # noqa: E402
 from barenet.cli import main  # noqa: E402
 from barenet.datasets import FASHION_CLASSES, MNIST_CLASSES, scale  # noqa: E402
-from barenet.errors import ModelFileError  # noqa: E402
+from barenet.errors import ArgumentError, ModelFileError  # noqa: E402
 from barenet.layers import Dense, Flatten  # noqa: E402
 from barenet.model import Sequential  # noqa: E402
 from barenet.optim import Adam  # noqa: E402
@@ -390,6 +390,8 @@ def test_training_endpoints_when_nothing_runs():
 def test_a_model_that_does_not_read_28x28_images_is_refused():
     with pytest.raises(ModelFileError, match="28x28"):
         create_app({"toy": Sequential([Dense(2, 3)])})
+    with pytest.raises(ArgumentError, match="no model to serve"):
+        create_app({})
 
 
 def test_serve_command_reports_bad_options_in_one_line(capsys, tmp_path):

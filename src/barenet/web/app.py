@@ -263,12 +263,10 @@ class App:
         self.served = {s.name: s for s in served}
         self.trainer = trainer
 
-    def pick(self, name: Any, dataset: str | None = None) -> Served:
+    def pick(self, name: Any) -> Served:
+        """The served network called ``name``; the first one when ``name`` is None."""
         if name is None:
-            for s in self.served.values():
-                if dataset is None or s.dataset == dataset:
-                    return s
-            raise ArgumentError(f"no {dataset} model is served")
+            return next(iter(self.served.values()))
         if not isinstance(name, str) or name not in self.served:
             names = ", ".join(self.served)
             raise ArgumentError(f"model must be one of {names}; got {name!r}")
@@ -422,13 +420,16 @@ def create_app(
     Raises
     ------
     ArgumentError, ModelFileError
-        When a model cannot be found or read, or does not classify 28x28 images.
+        When there is no model, or one cannot be found or read, or does not classify
+        28x28 images.
     """
     if models is None:
         from barenet import pretrained
 
         models = {name: name for name in pretrained.available()}
     served = [Served.check(name, resolve_model(spec)) for name, spec in models.items()]
+    if not served:
+        raise ArgumentError("no model to serve: give one, or install the shipped weights")
     state = App(served, trainer or Trainer())
 
     @asynccontextmanager
