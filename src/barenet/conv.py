@@ -182,14 +182,23 @@ class Conv2D(Layer):
         y += self.params["bias"][:, None]
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def param_backward(self, dy: np.ndarray) -> None:
+        """Only ``dW`` and ``db`` (a first layer's input gradient is never used)."""
+        self._param_grads(dy)
+
+    def _param_grads(self, dy: np.ndarray) -> np.ndarray:
+        """Write ``dW = dy @ cols.T`` and ``db`` into ``grads``; return ``dy`` as (O, P)."""
         if self._cols is None:
             raise RuntimeError("Conv2D.backward called before forward")
         o = self.out_channels
         dyc = dy.transpose(1, 0, 2, 3).reshape(o, -1)
         np.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))
         np.sum(dyc, axis=1, out=self.grads["bias"])
-        dcols = self.params["weight"].reshape(o, -1).T @ dyc
+        return dyc
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dyc = self._param_grads(dy)
+        dcols = self.params["weight"].reshape(self.out_channels, -1).T @ dyc
         c, n = self._padded_shape[:2]
         dwin = dcols.reshape(c, *self.kernel_size, n, *self._out).transpose(0, 3, 4, 5, 1, 2)
         dxc = _col2im(dwin, self._padded_shape, self.stride, self._out)
