@@ -7,6 +7,7 @@
 
 from barenet import (
     activations,
+    augment,
     callbacks,
     conv,
     init,
@@ -18,6 +19,7 @@ from barenet import (
     schedules,
 )
 from barenet.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from barenet.augment import ImageAugment
 from barenet.callbacks import (
     Callback,
     Checkpoint,
@@ -70,6 +72,7 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool2D",
     "History",
+    "ImageAugment",
     "InverseTimeDecay",
     "Layer",
     "LeakyReLU",
@@ -90,6 +93,7 @@ __all__ = [
     "WarmUp",
     "__version__",
     "activations",
+    "augment",
     "callbacks",
     "check_grad",
     "conv",
