@@ -29,6 +29,13 @@ test: $(STAMP) browser
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+## bench: barenet vs PyTorch CPU and scikit-learn, side by side; rewrites BENCHMARKS.md
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/mlp.py
+	test ! -f bench/cnn.py || $(BIN)/python bench/cnn.py
+	$(BIN)/python bench/report.py
+
 ## docs: run the guided tour (docs/tour/) and redraw its figures in docs/tour/img/
 docs: $(STAMP)
 	$(BIN)/python docs/tour/build.py
