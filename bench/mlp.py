@@ -10,6 +10,7 @@ both. Writes bench/results/mlp.json; bench/report.py turns it into BENCHMARKS.md
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -40,7 +41,7 @@ def data(name: str):
 
 def barenet_model(sizes: list[int], seed: int = 0) -> bn.Sequential:
     layers: list[bn.Layer] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [bn.Dense(a, b), bn.ReLU()]
     model = bn.Sequential(layers[:-1], seed=seed)
     model.compile(loss="cross_entropy", optimizer=bn.Adam(lr=1e-3))

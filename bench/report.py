@@ -77,7 +77,9 @@ def mlp_section(r: dict) -> list[str]:
     sk = r["sklearn"]
     lines += [
         "",
-        "### scikit-learn MLPClassifier (784-128-10, Adam, batch 128, one `partial_fit` = one epoch)",
+        "### scikit-learn MLPClassifier (784-128-10, Adam, batch 128)",
+        "",
+        "One `partial_fit` call is one epoch.",
         "",
         "| barenet s/epoch | scikit-learn s/epoch | barenet speed-up |",
         "|---|---|---|",
