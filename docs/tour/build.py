@@ -128,6 +128,7 @@ def run_text(text: str, name: str, img_dir: Path, workdir: Path) -> Result:
     traceback points at the line of the Markdown file.
     """
     import matplotlib
+    from threadpoolctl import threadpool_limits
 
     matplotlib.use("Agg")
     img_dir = Path(img_dir).resolve()
@@ -135,7 +136,10 @@ def run_text(text: str, name: str, img_dir: Path, workdir: Path) -> Result:
     result = Result(name)
     namespace: dict = {"__name__": "__tour__"}
     begun = time.perf_counter()
-    with _inside(Path(workdir), img_dir):
+    # One BLAS thread: the chapters' matrices are small, and on a busy 2-core machine
+    # threads waiting for each other cost more than they gain (chapter 9 took 144 s with
+    # OpenBLAS's default threads while other jobs ran, 23 s with one).
+    with _inside(Path(workdir), img_dir), threadpool_limits(limits=1, user_api="blas"):
         position = 0
         for block in BLOCK.finditer(text):
             checks = _checks(text, position, block.start())
