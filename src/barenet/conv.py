@@ -1,8 +1,8 @@
 """Image layers: Conv2D, MaxPool2D, AvgPool2D and GlobalAvgPool2D.
 
-Images are NCHW at the API, as in PyTorch: ``(batch, channels, height, width)``. A
-layer whose ``in_channels`` is 1 also takes ``(N, H, W)`` batches (MNIST as loaded), and
-its input gradient has the same shape as its input.
+Images are NCHW at the API, as in PyTorch: ``(batch, channels, height, width)``. The
+pooling layers, and a Conv2D whose ``in_channels`` is 1, also take ``(N, H, W)`` batches
+(MNIST as loaded) as one channel; the input gradient has the shape of the input.
 
 Inside, each layer works on the *channel-major* view ``x.transpose(1, 0, 2, 3)`` and
 returns its result as the NCHW view of a channel-major array. Views cost nothing, and
