@@ -40,8 +40,9 @@ PRETRAINED: dict[str, Pretrained] = {
     "fashion-mlp": Pretrained(
         file="fashion-mlp.npz",
         dataset="fashion",
-        test_accuracy=0.0,
-        command="",
+        test_accuracy=0.8999,
+        command="barenet train --dataset fashion --model mlp --hidden 1024,256 --dropout 0.3 "
+        "--epochs 50 --shift 1 --average-last 5 --seed 0",
     ),
 }
 
