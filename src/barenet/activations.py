@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, is_real
 from barenet.layers import Layer
 
 __all__ = ["LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "get", "sigmoid", "softmax"]
@@ -41,7 +41,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if not isinstance(negative_slope, (int, float)) or not 0 <= negative_slope < 1:
+        if not is_real(negative_slope) or not 0 <= negative_slope < 1:
             raise ArgumentError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
 

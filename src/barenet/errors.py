@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 __all__ = [
     "ArgumentError",
     "BarenetError",
@@ -31,10 +34,14 @@ class TrainingError(BarenetError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
 
 
+def is_real(value: object) -> bool:
+    """True for a real number (Python or NumPy), False for bools, strings, arrays, None."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise ArgumentError unless ``value`` is a finite number > 0 (or >= 0)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-    ok = ok and abs(value) != float("inf") and (value >= 0 if allow_zero else value > 0)
+    ok = is_real(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ArgumentError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from barenet import init as initialisers
-from barenet.errors import ArgumentError, check_positive
+from barenet.errors import ArgumentError, check_positive, is_real
 
 __all__ = ["Dense", "Dropout", "Flatten", "Layer"]
 
@@ -57,6 +57,9 @@ class Layer:
     def penalty(self) -> float:
         """Regularisation added to the loss (0 for most layers)."""
         return 0.0
+
+    def reset_parameters(self, rng: initialisers.RngLike = None) -> None:
+        """Draw fresh initial parameters from ``rng`` (layers without parameters: nothing)."""
 
     def reseed(self, rng: np.random.Generator) -> None:
         """Take a random generator for training-time randomness (Dropout uses it)."""
@@ -223,11 +226,14 @@ class Dropout(Layer):
 
     def __init__(self, rate: float = 0.5, *, rng: initialisers.RngLike = None) -> None:
         super().__init__()
-        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if not is_real(rate) or not 0.0 <= rate < 1.0:
             raise ArgumentError(f"rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.rng = initialisers.as_rng(rng)
         self._mask: np.ndarray | None = None
+
+    def reset_parameters(self, rng: initialisers.RngLike = None) -> None:
+        """Draw fresh initial parameters from ``rng`` (layers without parameters: nothing)."""
 
     def reseed(self, rng: np.random.Generator) -> None:
         self.rng = rng

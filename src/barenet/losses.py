@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from barenet.activations import Sigmoid, Softmax, sigmoid
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, is_real
 from barenet.layers import Layer
 
 __all__ = ["MAE", "MSE", "BinaryCrossEntropy", "CrossEntropy", "Loss", "get"]
@@ -75,7 +75,7 @@ class CrossEntropy(Loss):
     fuses_with = Softmax
 
     def __init__(self, *, label_smoothing: float = 0.0, from_logits: bool = True) -> None:
-        if not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
+        if not is_real(label_smoothing) or not 0 <= label_smoothing < 1:
             raise ArgumentError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
         self.from_logits = bool(from_logits)

@@ -15,7 +15,7 @@ from barenet import losses as losses_mod
 from barenet import optim
 from barenet.activations import sigmoid, softmax
 from barenet.callbacks import Callback, History, ProgressBar
-from barenet.errors import ArgumentError, BarenetError, TrainingError
+from barenet.errors import ArgumentError, BarenetError, TrainingError, is_real
 from barenet.init import as_rng
 from barenet.layers import Layer
 from barenet.metrics import accuracy
@@ -53,9 +53,7 @@ class Sequential:
         if seed is not None:
             rng = as_rng(seed)
             for layer in self.layers:
-                reset = getattr(layer, "reset_parameters", None)
-                if reset is not None:
-                    reset(rng)
+                layer.reset_parameters(rng)
         self.loss: losses_mod.Loss | None = None
         self.optimizer: optim.Optimizer | None = None
         self.metrics: list[str] = []
@@ -302,7 +300,7 @@ class Sequential:
         epochs = _check_int("epochs", epochs)
         batch_size = _check_int("batch_size", batch_size)
         initial_epoch = _check_int("initial_epoch", initial_epoch, minimum=0)
-        if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+        if not is_real(validation_split) or not 0 <= validation_split < 1:
             raise ArgumentError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if validation_data is not None and validation_split:
             raise ArgumentError("give validation_data or validation_split, not both")

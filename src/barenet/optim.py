@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from barenet.errors import ArgumentError, check_positive
+from barenet.errors import ArgumentError, check_positive, is_real
 from barenet.schedules import Schedule, from_config, to_config
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
@@ -28,7 +28,7 @@ FLUSH_EVERY = 100
 
 
 def _check_beta(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    if not is_real(value) or not 0.0 <= value < 1.0:
         raise ArgumentError(f"{name} must be in [0, 1), got {value!r}")
 
 
