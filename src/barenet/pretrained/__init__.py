@@ -34,8 +34,9 @@ PRETRAINED: dict[str, Pretrained] = {
     "mnist-mlp": Pretrained(
         file="mnist-mlp.npz",
         dataset="mnist",
-        test_accuracy=0.0,
-        command="",
+        test_accuracy=0.9912,
+        command="barenet train --dataset mnist --model mlp --hidden 512,256 --dropout 0.2 "
+        "--epochs 30 --shift 1 --average-last 3 --seed 0",
     ),
     "fashion-mlp": Pretrained(
         file="fashion-mlp.npz",
