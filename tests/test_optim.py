@@ -142,8 +142,8 @@ def test_subnormal_moments_are_flushed():
     p = np.ones(4, dtype=np.float32)
     g = np.array([1e-3, 0, 0, 1e-3], dtype=np.float32)
     opt.step([p], [g])
-    opt.state[0]["m"][1:3] = 1e-37  # would decay into subnormals with zero gradients
-    opt.state[0]["v"][1:3] = 1e-36
+    opt.state[0]["m_scaled"][1:3] = 1e-37  # would decay into subnormals with zero gradients
+    opt.state[0]["v_scaled"][1:3] = 1e-36
     zero = np.zeros(4, dtype=np.float32)
     for _ in range(optim.FLUSH_EVERY):
         opt.step([p], [zero])
