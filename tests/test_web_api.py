@@ -20,13 +20,12 @@ ImageDraw = pytest.importorskip("PIL.ImageDraw")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from barenet import architectures, pretrained  # noqa: E402
+from barenet import pretrained  # noqa: E402
 from barenet.cli import main  # noqa: E402
 from barenet.datasets import FASHION_CLASSES, MNIST_CLASSES, scale  # noqa: E402
 from barenet.errors import ArgumentError, ModelFileError  # noqa: E402
 from barenet.layers import Dense, Flatten  # noqa: E402
 from barenet.model import Sequential  # noqa: E402
-from barenet.optim import Adam  # noqa: E402
 from barenet.preprocess import load_image, to_mnist  # noqa: E402
 from barenet.web.app import MAX_BODY, STATIC, create_app  # noqa: E402
 from barenet.web.training import Trainer  # noqa: E402
@@ -34,32 +33,15 @@ from barenet.web.training import Trainer  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def served_model(name: str, data, classes) -> Sequential:
-    """The shipped network ``name`` when installed, else a small one trained here."""
-    if name in pretrained.available():
-        return pretrained.load_pretrained(name)
-    (x, y), _ = data
-    model = architectures.mlp((64,), dropout=0.0, seed=0)
-    model.compile("cross_entropy", Adam(lr=2e-3))
-    model.fit(scale(x[:10000]), y[:10000], epochs=2, batch_size=64, seed=0, verbose=0)
-    dataset = name.split("-")[0]
-    model.metadata = {
-        "dataset": dataset,
-        "classes": list(classes),
-        "preprocess": {"scale": "pixels / 255", "pictures": dataset},
-    }
-    return model
+@pytest.fixture(scope="module")
+def digits():
+    return pretrained.load_pretrained("mnist-mlp")
 
 
 @pytest.fixture(scope="module")
-def digits(mnist):
-    return served_model("mnist-mlp", mnist, MNIST_CLASSES)
-
-
-@pytest.fixture(scope="module")
-def client(digits, mnist, fashion):
+def client(mnist, fashion):
     datasets = {"mnist": mnist, "fashion": fashion}
-    app = create_app({"digits": digits}, trainer=Trainer(loader=datasets.__getitem__))
+    app = create_app({"mnist-mlp": "mnist-mlp"}, trainer=Trainer(loader=datasets.__getitem__))
     with TestClient(app) as c:
         yield c
 
@@ -91,7 +73,7 @@ def events_of(response) -> list[dict]:
 # ---- predictions ----------------------------------------------------------------------------
 def test_models_lists_the_served_network(client, digits):
     body = client.get("/api/models").json()
-    assert body["default"] == {"mnist": "digits", "fashion": None}
+    assert body["default"] == {"mnist": "mnist-mlp", "fashion": None}
     (model,) = body["models"]
     assert model["classes"] == list(MNIST_CLASSES)
     widths = [l.out_features for l in digits.layers if isinstance(l, Dense)]
@@ -143,7 +125,7 @@ def test_png_data_url_is_read_as_barenet_predict_reads_a_file(client, tmp_path, 
     ],
     ids=["vertical-bar", "circle"],
 )
-def test_hand_drawn_strokes_are_recognised(client, draw, digit):
+def test_hand_drawn_strokes_are_recognised_by_the_shipped_model(client, draw, digit):
     body = client.post("/api/predict", json={"image": png_url(stroke_picture(draw))}).json()
     assert body["label"] == digit, body["probabilities"]
 
@@ -197,8 +179,8 @@ BAD_PREDICTIONS = [
     ({"pixels": GOOD, "image": "data:image/png;base64,"}, "exactly one"),
     ({}, "exactly one"),
     ({"pixels": GOOD, "colour": 1}, "unknown field 'colour'"),
-    ({"pixels": GOOD, "model": "resnet"}, "model must be one of digits"),
-    ({"pixels": GOOD, "model": 3}, "model must be one of digits"),
+    ({"pixels": GOOD, "model": "resnet"}, "model must be one of mnist-mlp"),
+    ({"pixels": GOOD, "model": 3}, "model must be one of mnist-mlp"),
     ({"image": "http://example.com/x.png"}, "data URL"),
     ({"image": "data:text/plain;base64,aGk="}, "data URL"),
     ({"image": "data:image/tiff;base64,aGk="}, "image type"),
@@ -379,7 +361,7 @@ def test_bad_training_settings_get_a_400(client, settings, words):
 
 
 def test_training_endpoints_when_nothing_runs():
-    app = create_app({"digits": Sequential([Flatten(), Dense(784, 10)])})
+    app = create_app({"plain": Sequential([Flatten(), Dense(784, 10)])})
     with TestClient(app) as c:
         assert c.get("/api/train").json() == {"run": None, "status": "idle"}
         assert c.post("/api/train/stop").json() == {"run": None, "status": "idle"}
@@ -387,6 +369,14 @@ def test_training_endpoints_when_nothing_runs():
 
 
 # ---- set-up ---------------------------------------------------------------------------------
+def test_by_default_the_shipped_networks_are_served():
+    with TestClient(create_app()) as c:
+        body = c.get("/api/models").json()
+    assert body["default"] == {"mnist": "mnist-mlp", "fashion": "fashion-mlp"}
+    fashion_model = next(m for m in body["models"] if m["name"] == "fashion-mlp")
+    assert fashion_model["classes"] == list(FASHION_CLASSES)
+
+
 def test_a_model_that_does_not_read_28x28_images_is_refused():
     with pytest.raises(ModelFileError, match="28x28"):
         create_app({"toy": Sequential([Dense(2, 3)])})

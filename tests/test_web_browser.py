@@ -1,8 +1,9 @@
 """The demo page in a real browser: Debian's chromium, driven headless by Playwright,
 against a server started here on a free localhost port.
 
-It draws a "1" on the pad and waits for the answer, opens the inside view, shows a
-Fashion-MNIST test image, and runs a tiny training on the Learn page. Screenshots of each
+It draws a "1" on the pad and waits for the shipped network's answer, opens the inside
+view, shows a Fashion-MNIST test image and an uploaded picture, and runs (and stops) a
+tiny training on the Learn page. Screenshots of each
 step are saved in the test's temporary folder. ``make test`` installs chromium first.
 """
 
@@ -23,10 +24,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 Image = pytest.importorskip("PIL.Image")
 
-from barenet import architectures, pretrained  # noqa: E402
-from barenet.datasets import FASHION_CLASSES, MNIST_CLASSES, scale  # noqa: E402
-from barenet.model import Sequential  # noqa: E402
-from barenet.optim import Adam  # noqa: E402
+from barenet.datasets import FASHION_CLASSES  # noqa: E402
 from barenet.web.app import create_app  # noqa: E402
 from barenet.web.training import Trainer  # noqa: E402
 
@@ -44,32 +42,11 @@ ARGS = [
 TIMEOUT_MS = 30_000
 
 
-def served_model(name: str, data, classes) -> Sequential:
-    """The shipped network ``name`` when installed, else a small one trained here."""
-    if name in pretrained.available():
-        return pretrained.load_pretrained(name)
-    (x, y), _ = data
-    model = architectures.mlp((64,), dropout=0.0, seed=0)
-    model.compile("cross_entropy", Adam(lr=2e-3))
-    model.fit(scale(x[:10000]), y[:10000], epochs=2, batch_size=64, seed=0, verbose=0)
-    dataset = name.split("-")[0]
-    model.metadata = {
-        "dataset": dataset,
-        "classes": list(classes),
-        "preprocess": {"scale": "pixels / 255", "pictures": dataset},
-    }
-    return model
-
-
 @pytest.fixture(scope="module")
 def server(mnist, fashion):
     """The demo on http://127.0.0.1:PORT (a free port); stopped after the module."""
-    models = {
-        "mnist-mlp": served_model("mnist-mlp", mnist, MNIST_CLASSES),
-        "fashion-mlp": served_model("fashion-mlp", fashion, FASHION_CLASSES),
-    }
     datasets = {"mnist": mnist, "fashion": fashion}
-    app = create_app(models, trainer=Trainer(loader=datasets.__getitem__))
+    app = create_app(trainer=Trainer(loader=datasets.__getitem__))  # the shipped networks
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)

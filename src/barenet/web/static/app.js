@@ -60,7 +60,9 @@ function gridCanvas(values, cols, color, scale) {
   canvas.style.height = `${rows * scale}px`;
   const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(cols, rows);
-  values.forEach((v, i) => img.data.set([...color(v), 255], 4 * i));
+  for (let i = 0; i < cols * rows; i++) {
+    img.data.set(i < values.length ? [...color(values[i]), 255] : [228, 231, 236, 255], 4 * i);
+  }
   ctx.putImageData(img, 0, 0);
   return canvas;
 }
@@ -300,9 +302,9 @@ function showInside() {
     `(${(100 * r.probabilities[r.top]).toFixed(1)}%)`;
   holder.replaceChildren(...r.activations.map((layer, k) => {
     const peak = Math.max(...layer.values, 1e-9);
-    const cols = Math.ceil(Math.sqrt(layer.units));
+    const cols = 2 ** Math.ceil(Math.log2(Math.sqrt(layer.units)));  // 512 units: 32x16
     const figure = document.createElement("figure");
-    const scale = Math.max(4, Math.floor(160 / cols));
+    const scale = Math.max(3, Math.floor(192 / cols));
     figure.append(gridCanvas(layer.values.map((v) => v / peak), cols, heat, scale));
     const caption = document.createElement("figcaption");
     const active = layer.values.filter((v) => v > 0).length;
