@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[plot,image,web,dev]"
 	touch $(STAMP)
 
-## run: the main job (see README)
+## run: the main job (see README). One BLAS thread: on a 2-core machine that is doing
+## anything else, two BLAS threads wait on each other and training runs several times slower.
 run: $(STAMP)
 	$(BIN)/barenet data fetch
-	$(BIN)/barenet demo
+	OPENBLAS_NUM_THREADS=1 $(BIN)/barenet demo
 
 ## browser: Debian's chromium, which the browser test drives (installed when missing)
 browser:
