@@ -16,7 +16,8 @@ TARGETS = {"mnist-mlp": 0.984, "fashion-mlp": 0.898}
 
 
 def test_every_shipped_network_is_installed():
-    assert sorted(available()) == sorted(PRETRAINED) == sorted(TARGETS)
+    assert set(TARGETS) <= set(PRETRAINED)
+    assert sorted(available()) == sorted(PRETRAINED)
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
