@@ -49,6 +49,20 @@ def test_evaluate_pretrained_from_the_command_line(capsys, mnist):
     assert f"accuracy  {PRETRAINED['mnist-mlp'].test_accuracy:.2%}" in out
 
 
+def test_predict_reads_enlarged_dark_on_light_digits(tmp_path, capsys, mnist):
+    Image = pytest.importorskip("PIL.Image")
+    (_, _), (x_test, y_test) = mnist
+    paths = []
+    for i in range(8):
+        big = Image.fromarray(255 - x_test[i]).resize((140, 196), Image.BILINEAR)
+        paths.append(tmp_path / f"digit{i}.png")
+        big.save(paths[-1])
+    assert main(["predict", "--pretrained", "mnist-mlp", *map(str, paths)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    top = [int(line.split(": ")[1].split()[0]) for line in lines]
+    assert top == y_test[:8].tolist()
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ArgumentError, match="pretrained must be one of"):
         load_pretrained("imagenet-resnet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,9 +46,7 @@ def mlp(
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
     layers: list[Layer] = [Flatten()]
-    fan_in = 1
-    for d in input_shape:
-        fan_in *= d
+    fan_in = math.prod(input_shape)
     for width in widths:
         layers += [Dense(fan_in, width), ReLU()]
         if dropout:
