@@ -129,3 +129,14 @@ def test_interrupted_save_leaves_the_old_file(trained, tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
     assert zipfile.is_zipfile(path)
+
+
+def test_saved_files_get_ordinary_permissions(trained, tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = trained[0].save(tmp_path / "m.npz")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

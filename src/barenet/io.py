@@ -10,8 +10,6 @@ file behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ import numpy as np
 
 from barenet import losses, optim
 from barenet.errors import BarenetError, ModelFileError
+from barenet.files import atomic_write
 from barenet.layers import Layer
 
 if TYPE_CHECKING:
@@ -29,21 +28,6 @@ __all__ = ["FORMAT", "VERSION", "load_model", "save_model"]
 
 FORMAT = "barenet-model"
 VERSION = 1
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(

@@ -28,7 +28,7 @@ from barenet.callbacks import Callback, History
 from barenet.datasets import load, scale
 from barenet.datasets.specs import get_spec
 from barenet.errors import ArgumentError, check_positive
-from barenet.io import atomic_write
+from barenet.files import atomic_write
 from barenet.metrics import classification_report, confusion_matrix
 from barenet.model import Sequential
 from barenet.schedules import CosineDecay, Schedule

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from barenet.datasets.specs import ARRAY_NAMES, Arrays, DatasetSpec, digest, verify
 from barenet.errors import DatasetError
+from barenet.files import atomic_write
 
 __all__ = ["cache_dir", "cache_path", "describe", "read_cache", "write_cache"]
 
@@ -83,19 +83,10 @@ def write_cache(spec: DatasetSpec, arrays: Arrays, source: str) -> Path:
     path = cache_path(spec)
     record = {"source": source, "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     payload: dict[str, Any] = {**arrays, "meta": np.array(json.dumps(record))}
-    tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{spec.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write(path, lambda f: np.savez(f, **payload))
     except OSError as exc:
         raise DatasetError(f"cannot write the cache {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import os
 import stat
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from barenet.errors import ArgumentError, DatasetError
+from barenet.files import atomic_write
 
 __all__ = ["GZIP_MAGIC", "IDX_DTYPES", "parse_idx", "read_idx", "write_idx"]
 
@@ -167,21 +167,17 @@ def write_idx(
         compress = p.suffix == ".gz"
     header = bytes([0, 0, code, a.ndim]) + b"".join(n.to_bytes(4, "big") for n in a.shape)
     payload = np.ascontiguousarray(a, dtype=IDX_DTYPES[code]).tobytes()
-    tmp: str | None = None
+
+    def write(f: Any) -> None:
+        if compress:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+                gz.write(header)
+                gz.write(payload)
+        else:
+            f.write(header)
+            f.write(payload)
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            if compress:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
-                    gz.write(header)
-                    gz.write(payload)
-            else:
-                f.write(header)
-                f.write(payload)
-        os.replace(tmp, p)
-        tmp = None
+        atomic_write(p, write)
     except OSError as exc:
         raise DatasetError(f"{p}: cannot write: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
