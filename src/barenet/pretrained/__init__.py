@@ -45,6 +45,13 @@ PRETRAINED: dict[str, Pretrained] = {
         command="barenet train --dataset fashion --model mlp --hidden 1024,256 --dropout 0.3 "
         "--epochs 50 --shift 1 --average-last 5 --seed 0",
     ),
+    "mnist-cnn": Pretrained(
+        file="mnist-cnn.npz",
+        dataset="mnist",
+        test_accuracy=0.9948,
+        command="barenet train --dataset mnist --model cnn --hidden 128 --dropout 0.3 "
+        "--epochs 8 --shift 2 --seed 0",
+    ),
 }
 
 
