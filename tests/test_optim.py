@@ -186,3 +186,23 @@ def test_state_dict_round_trip_resumes_exactly():
 def test_bad_optimizer_arguments(make, arg):
     with pytest.raises(ValueError, match=arg):
         make()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+def test_large_buffers_updated_in_parts_give_identical_results(name, monkeypatch):
+    """Big flat buffers are updated as parts on threads; the result must not change."""
+    rng = np.random.default_rng(0)
+    n = 5001
+    p0 = rng.standard_normal(n).astype(np.float32)
+    grads = [rng.standard_normal(n).astype(np.float32) for _ in range(3)]
+    kwargs = {"lr": 0.01, "momentum": 0.9} if name == "SGD" else {"lr": 0.01}
+    results = []
+    for minimum, workers in ((10**9, 1), (1000, 3)):
+        monkeypatch.setattr(optim, "PARALLEL_MIN", minimum)
+        monkeypatch.setattr(optim, "_WORKERS", workers)
+        p, opt = p0.copy(), getattr(bn, name)(**kwargs)
+        for g in grads:
+            opt.step([p], [g])
+        results.append(p)
+    assert len(optim._parts(p0)) == 3
+    assert np.array_equal(results[0], results[1])
