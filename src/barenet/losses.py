@@ -81,7 +81,7 @@ class CrossEntropy(Loss):
         self.from_logits = bool(from_logits)
 
     def _targets(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Target distribution q, shape (N, C), in the outputs' dtype."""
+        """Class ids (N,) when they say it all, else the target distribution q (N, C)."""
         n, c = outputs.shape
         targets = np.asarray(targets)
         if targets.ndim == 1:
@@ -94,6 +94,8 @@ class CrossEntropy(Loss):
                     f"targets must be class ids in [0, {c}), got values in "
                     f"[{targets.min()}, {targets.max()}]"
                 )
+            if not self.label_smoothing:
+                return targets
             q = np.zeros((n, c), dtype=outputs.dtype)
             q[np.arange(n), targets] = 1
         elif targets.shape == outputs.shape:
@@ -113,23 +115,39 @@ class CrossEntropy(Loss):
                 f"CrossEntropy expects outputs of shape (N, C), got {outputs.shape}"
             )
         _check_batch(outputs, targets)
-        self._q = self._targets(outputs, targets)
-        n = len(outputs)
+        t = self._t = self._targets(outputs, targets)
+        n, rows = len(outputs), np.arange(len(outputs))
         if self.from_logits:
+            # log p = z - max - log(sum(exp(z - max))): exp never overflows
             shifted = outputs - outputs.max(axis=1, keepdims=True)
-            log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            log_p = shifted - log_sum
-            self._p = np.exp(log_p)
-        else:
-            self._p = np.clip(outputs, _CLIP, 1 - _CLIP)
-            log_p = np.log(self._p)
-        return float(-(self._q * log_p).sum() / n)
+            p = np.exp(shifted)
+            total = p.sum(axis=1, keepdims=True)
+            p /= total
+            self._p = p
+            log_total = np.log(total)
+            if t.ndim == 1:  # -log p[y], read off without building one-hot rows
+                return float((log_total[:, 0] - shifted[rows, t]).mean())
+            return float(-(t * (shifted - log_total)).sum() / n)
+        self._p = np.clip(outputs, _CLIP, 1 - _CLIP)
+        if t.ndim == 1:
+            return float(-np.log(self._p[rows, t]).mean())
+        return float(-(t * np.log(self._p)).sum() / n)
 
     def backward(self) -> np.ndarray:
-        n = len(self._p)
-        if self.from_logits:
-            return (self._p - self._q) / self._p.dtype.type(n)
-        return -self._q / self._p / self._p.dtype.type(n)
+        p, t = self._p, self._t
+        n, rows = p.dtype.type(len(p)), np.arange(len(p))
+        if self.from_logits:  # (p - y) / N
+            if t.ndim == 1:
+                grad = p.copy()
+                grad[rows, t] -= 1
+                grad /= n
+                return grad
+            return (p - t) / n
+        if t.ndim == 1:  # -y / p / N
+            grad = np.zeros_like(p)
+            grad[rows, t] = -1 / (p[rows, t] * n)
+            return grad
+        return -t / p / n
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {}
