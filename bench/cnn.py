@@ -88,6 +88,33 @@ def barenet_epoch(model: bn.Sequential, x, y, batch_size: int, seed: int) -> flo
     return time.perf_counter() - start
 
 
+def layer_times(model: bn.Sequential, x: np.ndarray, y: np.ndarray, reps: int = 15) -> list:
+    """Median milliseconds of each layer's forward and backward pass on one training batch
+    (the first layer computes only its parameter gradients, as in ``fit``)."""
+    layers, loss = model.layers, bn.CrossEntropy()
+    times = np.zeros((reps, len(layers), 2))
+    for r in range(reps):
+        out = x
+        for i, layer in enumerate(layers):
+            start = time.perf_counter()
+            out = layer.forward(out, training=True)
+            times[r, i, 0] = time.perf_counter() - start
+        loss.forward(out, y)
+        grad = loss.backward()
+        for i in reversed(range(len(layers))):
+            start = time.perf_counter()
+            if i == 0:
+                layers[0].param_backward(grad)
+            else:
+                grad = layers[i].backward(grad)
+            times[r, i, 1] = time.perf_counter() - start
+    med = np.median(times, axis=0) * 1000
+    return [
+        [type(layer).__name__, float(f), float(b)]
+        for layer, (f, b) in zip(layers, med, strict=True)
+    ]
+
+
 def run(dataset: str, epochs: int, batch_size: int, limit: int | None) -> dict:
     (x, y), (xt, yt) = load(dataset)
     x, xt = scale(x)[:limit], scale(xt)
@@ -113,7 +140,9 @@ def run(dataset: str, epochs: int, batch_size: int, limit: int | None) -> dict:
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
+    layers = layer_times(model, x[:batch_size], y[:batch_size])
     return {
+        "layers": layers,
         "dataset": dataset,
         "train_images": len(x),
         "batch_size": batch_size,
@@ -145,6 +174,16 @@ def markdown(result: dict, command: str) -> str:
             f"{r['barenet_test_accuracy']:.2%} | {r['torch_test_accuracy']:.2%} |"
         )
     lines += ["", f"Median ratio (barenet / PyTorch): **{result['median_ratio']:.2f}**.", ""]
+    lines += [
+        f"Where barenet's time goes: median ms per layer for one batch of "
+        f"{result['batch_size']} (fit adds the loss and the Adam step).",
+        "",
+        "| layer | forward ms | backward ms |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {f:.1f} | {b:.1f} |" for name, f, b in result["layers"]]
+    total = sum(f + b for _, f, b in result["layers"])
+    lines += [f"| **total** | | **{total:.1f}** |", ""]
     lines += [f"Command: `{command}`", ""]
     lines += [
         "## Shipped CNN weights",
