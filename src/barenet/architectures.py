@@ -46,7 +46,21 @@ def mlp(
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
     layers: list[Layer] = [Flatten()]
-    fan_in = math.prod(input_shape)
+    return _with_head(
+        layers, math.prod(input_shape), widths, dropout, num_classes, seed, input_shape
+    )
+
+
+def _with_head(
+    layers: list[Layer],
+    fan_in: int,
+    widths: Sequence[int],
+    dropout: float,
+    num_classes: int,
+    seed: int | None,
+    input_shape: Sequence[int],
+) -> Sequential:
+    """Append Dense-ReLU(-Dropout) blocks and the output layer; build the model."""
     for width in widths:
         layers += [Dense(fan_in, width), ReLU()]
         if dropout:
@@ -111,15 +125,7 @@ def cnn(
             shape = (width, shape[1] // 2, shape[2] // 2)
     layers.append(Flatten())
     fan_in = shape[0] * shape[1] * shape[2]
-    for width in dense:
-        layers += [Dense(fan_in, width), ReLU()]
-        if dropout:
-            layers.append(Dropout(dropout))
-        fan_in = width
-    layers.append(Dense(fan_in, num_classes))
-    model = Sequential(layers, seed=seed)
-    model.input_shape = tuple(input_shape)
-    return model
+    return _with_head(layers, fan_in, dense, dropout, num_classes, seed, input_shape)
 
 
 #: Builders by name: ``build(name, **options)`` calls one.
