@@ -192,7 +192,7 @@ def sklearn_epochs(x, y, sizes, batch_size, reps):
 
 
 RSS_CODE = """
-import resource, sys
+import sys
 import numpy as np
 from barenet.datasets import load, scale
 (x, y), _ = load("mnist")
@@ -220,7 +220,9 @@ else:
         opt.zero_grad()
         loss.backward()
         opt.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: the latter carries the parent's peak across fork and exec.
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(int(status.split()[0]) / 1024)
 """
 
 
