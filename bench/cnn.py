@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mlp import barenet_epoch, torch_epoch  # bench/ is on sys.path when a script here runs
 
 import barenet as bn
 from barenet.architectures import cnn
@@ -62,30 +63,11 @@ def torch_twin(model: bn.Sequential) -> tuple[torch.nn.Sequential, torch.optim.O
     return net, torch.optim.Adam(net.parameters(), lr=1e-3)
 
 
-def torch_epoch(net, opt, x, y, batch_size: int, seed: int) -> float:
-    net.train()
-    start = time.perf_counter()
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    for i in range(0, len(x), batch_size):
-        idx = perm[i : i + batch_size]
-        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - start
-
-
 def torch_accuracy(net, x, y) -> float:
     net.eval()
     with torch.inference_mode():
         pred = torch.cat([net(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
     return float((pred.numpy() == y).mean())
-
-
-def barenet_epoch(model: bn.Sequential, x, y, batch_size: int, seed: int) -> float:
-    start = time.perf_counter()
-    model.fit(x, y, epochs=1, batch_size=batch_size, seed=seed, verbose=0)
-    return time.perf_counter() - start
 
 
 def layer_times(model: bn.Sequential, x: np.ndarray, y: np.ndarray, reps: int = 15) -> list:

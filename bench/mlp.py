@@ -65,6 +65,8 @@ def torch_twin(model: bn.Sequential):
 
 
 def torch_epoch(net, opt, x, y, batch_size: int, seed: int) -> float:
+    """One PyTorch training epoch in random order; returns its seconds."""
+    net.train()
     start = time.perf_counter()
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     for i in range(0, len(x), batch_size):
