@@ -179,6 +179,9 @@ class Sequential:
 
     @staticmethod
     def _warn_if_unscaled(x: np.ndarray) -> None:
+        """Warn about integer or large inputs, refuse NaN/inf, judging by the first 10,000
+        samples: enough to see the scale, and cheap on every fit call. A NaN further on
+        still stops training, through the finite-loss check."""
         if np.issubdtype(x.dtype, np.integer):
             warnings.warn(
                 f"inputs are integers ({x.dtype}); scale them first, e.g. x / 255 for pixels",
@@ -186,7 +189,8 @@ class Sequential:
                 stacklevel=3,
             )
             return
-        peak = max(-float(x.min()), float(x.max()))  # max |x| without a temporary array
+        sample = x[:10_000]
+        peak = max(-float(sample.min()), float(sample.max()))  # max |x|, no temporary array
         if not math.isfinite(peak):
             raise ArgumentError("inputs contain NaN or infinite values")
         if peak > 10:
