@@ -164,3 +164,12 @@ def test_check_grad_catches_a_wrong_gradient():
             return dy  # forgets the mask
 
     assert bn.check_grad(BadReLU(), np.array([[-1.0, 2.0, -3.0]]))["input"] > 0.1
+
+
+def test_check_grad_result_is_the_largest_error_and_names_each_array():
+    layer = bn.Dense(3, 2, rng=0, dtype=F64)
+    result = bn.check_grad(layer, away_from_zero((4, 3), 0))
+    assert set(result.keys()) == {"input", "weight", "bias"}
+    assert float(result) == max(result.values()) and result < TOL
+    assert result["weight"] == result.errors["weight"]
+    assert "GradCheck(max=" in repr(result)

@@ -2,8 +2,9 @@
 
 This is how barenet checks its own layers; use it on a layer you write yourself::
 
-    errors = bn.check_grad(MyLayer(...), x)      # {"input": 3e-10, "weight": 2e-10, ...}
-    assert max(errors.values()) < 1e-6
+    result = bn.check_grad(MyLayer(...), x)
+    assert result < 1e-6          # the largest relative error
+    result["weight"]              # one array's error; result.errors holds them all
 
 Run it in float64 (build the layer with ``dtype=np.float64``): float32 differences are
 too coarse to tell a right gradient from a slightly wrong one.
@@ -20,7 +21,35 @@ from barenet.errors import ArgumentError
 from barenet.layers import Layer
 from barenet.losses import Loss
 
-__all__ = ["check_grad", "relative_error"]
+__all__ = ["GradCheck", "check_grad", "relative_error"]
+
+
+class GradCheck(float):
+    """The largest relative error (a float, so ``result < 1e-6`` reads naturally), with the
+    error of each checked array in ``errors`` and by name: ``result["input"]``."""
+
+    errors: dict[str, float]
+
+    def __new__(cls, errors: dict[str, float]) -> GradCheck:
+        result = super().__new__(cls, max(errors.values(), default=0.0))
+        result.errors = dict(errors)
+        return result
+
+    def __getitem__(self, name: str) -> float:
+        return self.errors[name]
+
+    def keys(self) -> Any:
+        return self.errors.keys()
+
+    def values(self) -> Any:
+        return self.errors.values()
+
+    def items(self) -> Any:
+        return self.errors.items()
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v:.2e}" for k, v in self.errors.items())
+        return f"GradCheck(max={float(self):.2e}; {parts})"
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -53,7 +82,7 @@ def check_grad(
     training: bool = False,
     eps: float = 1e-6,
     seed: int = 0,
-) -> dict[str, float]:
+) -> GradCheck:
     """Relative error between analytic and numeric gradients, per input and parameter.
 
     For a layer the scalar checked is ``sum(forward(x) * r)`` with a fixed random ``r``,
@@ -70,7 +99,7 @@ def check_grad(
             return obj.forward(x, targets)
 
         loss_value()
-        return {"input": relative_error(obj.backward(), _numeric(loss_value, x, eps))}
+        return GradCheck({"input": relative_error(obj.backward(), _numeric(loss_value, x, eps))})
     if not isinstance(obj, Layer):
         raise ArgumentError(f"check_grad takes a Layer or a Loss, got {obj!r}")
 
@@ -88,8 +117,8 @@ def check_grad(
     for g in obj.grads.values():
         g[...] = 0
     analytic_x = obj.backward(r)
-    errors: dict[str, Any] = {"input": relative_error(analytic_x, _numeric(value, x, eps))}
+    errors = {"input": relative_error(analytic_x, _numeric(value, x, eps))}
     analytic = {name: g.copy() for name, g in obj.grads.items()}
     for name, p in obj.params.items():
         errors[name] = relative_error(analytic[name], _numeric(value, p, eps))
-    return errors
+    return GradCheck(errors)
