@@ -169,7 +169,8 @@ def test_check_grad_catches_a_wrong_gradient():
 def test_check_grad_result_is_the_largest_error_and_names_each_array():
     layer = bn.Dense(3, 2, rng=0, dtype=F64)
     result = bn.check_grad(layer, away_from_zero((4, 3), 0))
-    assert set(result.keys()) == {"input", "weight", "bias"}
+    assert set(result) == set(result.keys()) == {"input", "weight", "bias"}
+    assert "weight" in result
     assert float(result) == max(result.values()) and result < TOL
     assert result["weight"] == result.errors["weight"]
     assert "GradCheck(max=" in repr(result)

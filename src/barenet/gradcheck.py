@@ -38,6 +38,12 @@ class GradCheck(float):
     def __getitem__(self, name: str) -> float:
         return self.errors[name]
 
+    def __iter__(self) -> Any:
+        return iter(self.errors)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.errors
+
     def keys(self) -> Any:
         return self.errors.keys()
 
