@@ -16,7 +16,8 @@ becomes a column (``sliding_window_view`` makes the windows without copying), so
     cols : (K, P)          y = W.reshape(O, K) @ cols + b
 
 and backward is ``dW = dy @ cols.T``, ``dcols = W.T @ dy``, then col2im adds each
-window's gradient back onto the pixels it was read from (``kh * kw`` strided additions).
+window's gradient back onto the pixels it was read from (``kh * kw`` strided additions,
+done on a batch-last copy of the image so that each runs over long contiguous stretches).
 """
 
 from __future__ import annotations
@@ -73,16 +74,20 @@ def _windows(xc: np.ndarray, kernel: tuple[int, int], stride: int, out: tuple[in
 
 
 def _col2im(
-    dwin: np.ndarray, shape: tuple[int, ...], stride: int, out: tuple[int, int]
+    dcols: np.ndarray, shape: tuple[int, ...], stride: int, out: tuple[int, int]
 ) -> np.ndarray:
-    """Sum window gradients ``dwin`` (C, N, Ho, Wo, kh, kw) back onto an image of ``shape``."""
-    dx = np.zeros(shape, dtype=dwin.dtype)
-    (ho, wo), (kh, kw) = out, dwin.shape[-2:]
+    """Sum window gradients ``dcols`` (C, kh, kw, Ho, Wo, N) back onto a (C, H, W, N) image
+    of ``shape``: ``dx[:, i + s*y, j + s*x, :] += dcols[:, i, j, y, x, :]``.
+
+    With the batch axis last, each of the ``kh * kw`` additions runs over stretches of
+    ``Wo * N`` (stride 1) contiguous values rather than rows of ``Wo``."""
+    dx = np.zeros(shape, dtype=dcols.dtype)
+    (ho, wo), (kh, kw) = out, dcols.shape[1:3]
     for i in range(kh):
         for j in range(kw):
             dx[
-                :, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride
-            ] += dwin[..., i, j]
+                :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride
+            ] += dcols[:, i, j]
     return dx
 
 
@@ -197,15 +202,20 @@ class Conv2D(Layer):
         return dyc
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dcols = W.T @ dy``, then col2im. The columns of ``dy`` are put in (Ho, Wo, N)
+        order first, so col2im adds onto a batch-last image (see ``_col2im``)."""
         dyc = self._param_grads(dy)
-        dcols = self.params["weight"].reshape(self.out_channels, -1).T @ dyc
-        c, n = self._padded_shape[:2]
-        dwin = dcols.reshape(c, *self.kernel_size, n, *self._out).transpose(0, 3, 4, 5, 1, 2)
-        dxc = _col2im(dwin, self._padded_shape, self.stride, self._out)
+        o, (ho, wo), (kh, kw) = self.out_channels, self._out, self.kernel_size
+        c, n, hp, wp = self._padded_shape
+        dy_hwn = np.ascontiguousarray(dyc.reshape(o, n, ho, wo).transpose(0, 2, 3, 1))
+        dcols = self.params["weight"].reshape(o, -1).T @ dy_hwn.reshape(o, -1)
+        dxp = _col2im(dcols.reshape(c, kh, kw, ho, wo, n), (c, hp, wp, n), self.stride, self._out)
         top, _, left, _ = self._pads
         h, w = self._in_shape[-2:]
-        dx = dxc[:, :, top : top + h, left : left + w].transpose(1, 0, 2, 3)
-        return dx.reshape(self._in_shape)
+        # Back to channel-major (C, N, H, W), returned as its NCHW view.
+        dxc = np.empty((c, n, h, w), dtype=dxp.dtype)
+        dxc[...] = dxp[:, top : top + h, left : left + w].transpose(0, 3, 1, 2)
+        return dxc.transpose(1, 0, 2, 3).reshape(self._in_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         ho, wo = self._geometry(*input_shape[-2:])
