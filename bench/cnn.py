@@ -197,7 +197,7 @@ def main() -> None:
     result = run(args.dataset, args.epochs, args.batch_size, args.limit)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cnn.json").write_text(json.dumps(result, indent=2) + "\n")
-    command = "nice -n 10 .venv/bin/python bench/cnn.py " + " ".join(
+    command = ".venv/bin/python bench/cnn.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
     )
     (RESULTS / "cnn.md").write_text(markdown(result, command))
