@@ -351,65 +351,63 @@ class Sequential:
         for cb in cbs:
             cb.on_train_begin({})
         # Overflow inside a diverging step is reported once, by the finite-loss guard below.
-        errstate = np.errstate(over="ignore", invalid="ignore")
-        errstate.__enter__()
-        try:
-            for epoch in range(initial_epoch, initial_epoch + epochs):
-                rng = np.random.default_rng([base_seed, epoch])
-                for i, layer in enumerate(self.layers):
-                    layer.reseed(np.random.default_rng([base_seed, epoch, i + 1]))
-                for cb in cbs:
-                    cb.on_epoch_begin(epoch, {})
-                start = time.perf_counter()
-                snapshot = flat.copy()
-                order = rng.permutation(n) if shuffle else np.arange(n)
-                loss_sum, metric_sums, seen = 0.0, dict.fromkeys(self.metrics, 0.0), 0
-                for b in range(steps):
-                    idx = order[b * batch_size : (b + 1) * batch_size]
-                    xb = np.take(x, idx, axis=0, out=xb_buffer[: len(idx)])
-                    yb = y[idx]
-                    if augment is not None:
-                        xb = augment(xb, rng)
-                    out = xb
-                    for layer in body:
-                        out = layer.forward(out, training=True)
-                    loss = train_loss.forward(out, yb) + self._penalty()
-                    if not math.isfinite(loss):
-                        flat[...] = snapshot
-                        raise TrainingError(
-                            f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}; weights "
-                            f"restored to the start of epoch {epoch + 1}. Try a lower learning "
-                            f"rate (lr={optimizer.current_lr:.3g}) or check the inputs"
-                        )
-                    grad = train_loss.backward()
-                    for layer in reversed(body[first_learner + 1 :]):
-                        grad = layer.backward(grad)
-                    body[first_learner].param_backward(grad)
-                    optimizer.step([flat], [flat_grads])
-                    seen += len(idx)
-                    loss_sum += loss * len(idx)
-                    logs = {"loss": loss_sum / seen}
-                    for m in self.metrics:
-                        metric_sums[m] += self._metric(m, out, yb) * len(idx)
-                        logs[m] = metric_sums[m] / seen
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                for epoch in range(initial_epoch, initial_epoch + epochs):
+                    rng = np.random.default_rng([base_seed, epoch])
+                    for i, layer in enumerate(self.layers):
+                        layer.reseed(np.random.default_rng([base_seed, epoch, i + 1]))
                     for cb in cbs:
-                        cb.on_batch_end(b, logs)
-                logs = {"loss": loss_sum / n, **{m: s / n for m, s in metric_sums.items()}}
-                if validation_data is not None:
-                    val = self.evaluate(*validation_data, batch_size=max(batch_size, 1024))
-                    logs.update({f"val_{k}": v for k, v in val.items()})
-                logs["lr"] = optimizer.current_lr
-                logs["time"] = time.perf_counter() - start
-                if epoch == initial_epoch and steps >= 50:
-                    self._warn_if_at_chance(logs)
+                        cb.on_epoch_begin(epoch, {})
+                    start = time.perf_counter()
+                    snapshot = flat.copy()
+                    order = rng.permutation(n) if shuffle else np.arange(n)
+                    loss_sum, metric_sums, seen = 0.0, dict.fromkeys(self.metrics, 0.0), 0
+                    for b in range(steps):
+                        idx = order[b * batch_size : (b + 1) * batch_size]
+                        xb = np.take(x, idx, axis=0, out=xb_buffer[: len(idx)])
+                        yb = y[idx]
+                        if augment is not None:
+                            xb = augment(xb, rng)
+                        out = xb
+                        for layer in body:
+                            out = layer.forward(out, training=True)
+                        loss = train_loss.forward(out, yb) + self._penalty()
+                        if not math.isfinite(loss):
+                            flat[...] = snapshot
+                            raise TrainingError(
+                                f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}; weights "
+                                f"restored to the start of epoch {epoch + 1}. Try a lower learning "
+                                f"rate (lr={optimizer.current_lr:.3g}) or check the inputs"
+                            )
+                        grad = train_loss.backward()
+                        for layer in reversed(body[first_learner + 1 :]):
+                            grad = layer.backward(grad)
+                        body[first_learner].param_backward(grad)
+                        optimizer.step([flat], [flat_grads])
+                        seen += len(idx)
+                        loss_sum += loss * len(idx)
+                        logs = {"loss": loss_sum / seen}
+                        for m in self.metrics:
+                            metric_sums[m] += self._metric(m, out, yb) * len(idx)
+                            logs[m] = metric_sums[m] / seen
+                        for cb in cbs:
+                            cb.on_batch_end(b, logs)
+                    logs = {"loss": loss_sum / n, **{m: s / n for m, s in metric_sums.items()}}
+                    if validation_data is not None:
+                        val = self.evaluate(*validation_data, batch_size=max(batch_size, 1024))
+                        logs.update({f"val_{k}": v for k, v in val.items()})
+                    logs["lr"] = optimizer.current_lr
+                    logs["time"] = time.perf_counter() - start
+                    if epoch == initial_epoch and steps >= 50:
+                        self._warn_if_at_chance(logs)
+                    for cb in cbs:
+                        cb.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
+            finally:
                 for cb in cbs:
-                    cb.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
-        finally:
-            errstate.__exit__(None, None, None)
-            for cb in cbs:
-                cb.on_train_end({})
+                    cb.on_train_end({})
         return history
 
     def _warn_if_at_chance(self, logs: dict[str, float]) -> None:
