@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, check_int, is_real
 
 __all__ = ["ImageAugment", "warp"]
 
@@ -113,13 +113,8 @@ class ImageAugment:
     """
 
     def __init__(self, shift: int = 2, rotation: float = 10.0, *, flip: bool = False) -> None:
-        if not isinstance(shift, (int, np.integer)) or isinstance(shift, bool) or shift < 0:
-            raise ArgumentError(f"shift must be an integer >= 0, got {shift!r}")
-        if (
-            not isinstance(rotation, (int, float))
-            or isinstance(rotation, bool)
-            or not 0 <= rotation <= 180
-        ):
+        check_int("shift", shift, minimum=0)
+        if not is_real(rotation) or not 0 <= rotation <= 180:
             raise ArgumentError(
                 f"rotation must be a number of degrees in [0, 180], got {rotation!r}"
             )

@@ -29,16 +29,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from barenet import init as initialisers
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, check_int
 from barenet.layers import Layer
 
 __all__ = ["AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _pair(name: str, value: Any) -> tuple[int, int]:
@@ -46,8 +40,8 @@ def _pair(name: str, value: Any) -> tuple[int, int]:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise ArgumentError(f"{name} must be an int or a pair of ints, got {value!r}")
-        return _positive_int(name, value[0]), _positive_int(name, value[1])
-    n = _positive_int(name, value)
+        return check_int(name, value[0]), check_int(name, value[1])
+    n = check_int(name, value)
     return n, n
 
 
@@ -125,10 +119,10 @@ class Conv2D(Layer):
         dtype: Any = np.float32,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
+        self.in_channels = check_int("in_channels", in_channels)
+        self.out_channels = check_int("out_channels", out_channels)
         self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _positive_int("stride", stride)
+        self.stride = check_int("stride", stride)
         kh, kw = self.kernel_size
         if padding == "same":
             if self.stride != 1:
@@ -242,7 +236,7 @@ class _Pool2D(Layer):
     def __init__(self, kernel_size: int | tuple[int, int] = 2, stride: int | None = None) -> None:
         super().__init__()
         self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = None if stride is None else _positive_int("stride", stride)
+        self.stride = None if stride is None else check_int("stride", stride)
         self._in_shape: tuple[int, ...] = ()
         self._out: tuple[int, int] = (0, 0)
         self._dtype = np.dtype(np.float32)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 __all__ = [
     "ArgumentError",
     "BarenetError",
@@ -37,6 +39,14 @@ class TrainingError(BarenetError):
 def is_real(value: object) -> bool:
     """True for a real number (Python or NumPy), False for bools, strings, arrays, None."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise ArgumentError unless it is an integer >= minimum."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ArgumentError(f"{name} must be {bound}, got {value!r}")
+    return int(value)
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:

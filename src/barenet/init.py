@@ -22,12 +22,15 @@ def fans(shape: Shape) -> tuple[int, int]:
 
 
 def as_rng(rng: RngLike) -> np.random.Generator:
-    """Return a Generator: pass one through, seed a new one from an int, or a fresh one for None."""
+    """Return a Generator: pass one through, seed a new one from an int >= 0, or a fresh one
+    (seeded by the operating system, not reproducible) for None."""
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        if rng is not None and rng < 0:
+            raise ArgumentError(f"rng seed must be >= 0, got {rng!r}")
         return np.random.default_rng(rng)
-    raise ArgumentError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}")
+    raise ArgumentError(f"rng must be a numpy.random.Generator, an int or None, got {rng!r}")
 
 
 def he_normal(shape: Shape, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:

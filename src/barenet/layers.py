@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from barenet import init as initialisers
-from barenet.errors import ArgumentError, check_positive, is_real
+from barenet.errors import ArgumentError, check_int, check_positive, is_real
 
 __all__ = ["Dense", "Dropout", "Flatten", "Layer"]
 
@@ -115,9 +115,6 @@ class Dense(Layer):
         dtype: Any = np.float32,
     ) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
         for name, penalty in (
             ("weight_l1", weight_l1),
             ("weight_l2", weight_l2),
@@ -125,7 +122,8 @@ class Dense(Layer):
             ("bias_l2", bias_l2),
         ):
             check_positive(name, penalty, allow_zero=True)
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
         self.init = init
         self._initialiser = initialisers.get(init)
         self.weight_l1, self.weight_l2 = float(weight_l1), float(weight_l2)

@@ -15,7 +15,7 @@ from barenet import losses as losses_mod
 from barenet import optim
 from barenet.activations import sigmoid, softmax
 from barenet.callbacks import Callback, History, ProgressBar
-from barenet.errors import ArgumentError, BarenetError, TrainingError, is_real
+from barenet.errors import ArgumentError, BarenetError, TrainingError, check_int, is_real
 from barenet.init import as_rng
 from barenet.layers import Layer
 from barenet.metrics import accuracy
@@ -23,12 +23,6 @@ from barenet.metrics import accuracy
 __all__ = ["Sequential"]
 
 _METRICS = ("accuracy", "mae", "mse")
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class Sequential:
@@ -221,7 +215,7 @@ class Sequential:
 
     def predict_proba(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities (N, C) for classifiers; raw outputs for regression."""
-        batch_size = _check_int("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size)
         x = self._check_x(x)
         out = np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
         if self.loss is not None and self.loss.from_logits and not self._fused():
@@ -255,7 +249,7 @@ class Sequential:
     def evaluate(self, x: Any, y: Any, *, batch_size: int = 1024) -> dict[str, float]:
         """Loss (with regularisation penalties) and metrics over the whole of ``x``."""
         loss_fn, _ = self._require_compiled()
-        batch_size = _check_int("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size)
         x, y = self._check_xy(x, y)
         train_loss = loss_fn.on_logits() if self._fused() else loss_fn
         totals = dict.fromkeys(["loss", *self.metrics], 0.0)
@@ -301,9 +295,9 @@ class Sequential:
         weights from the end of the last complete epoch.
         """
         loss_fn, optimizer = self._require_compiled()
-        epochs = _check_int("epochs", epochs)
-        batch_size = _check_int("batch_size", batch_size)
-        initial_epoch = _check_int("initial_epoch", initial_epoch, minimum=0)
+        epochs = check_int("epochs", epochs)
+        batch_size = check_int("batch_size", batch_size)
+        initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
         if not is_real(validation_split) or not 0 <= validation_split < 1:
             raise ArgumentError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if validation_data is not None and validation_split:

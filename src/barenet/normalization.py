@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from barenet.errors import ArgumentError, check_positive
+from barenet.errors import ArgumentError, check_positive, is_real
 from barenet.layers import Layer
 
 __all__ = ["BatchNorm"]
@@ -56,7 +56,7 @@ class BatchNorm(Layer):
             or num_features < 1
         ):
             raise ArgumentError(f"num_features must be a positive integer, got {num_features!r}")
-        if not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
+        if not is_real(momentum) or not 0 < momentum <= 1:
             raise ArgumentError(f"momentum must be in (0, 1], got {momentum!r}")
         check_positive("eps", eps)
         self.num_features = int(num_features)

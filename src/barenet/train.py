@@ -27,7 +27,7 @@ from barenet import architectures, optim, plots, report
 from barenet.callbacks import Callback, History
 from barenet.datasets import load, scale
 from barenet.datasets.specs import get_spec
-from barenet.errors import ArgumentError, check_positive
+from barenet.errors import ArgumentError, check_int, check_positive, is_real
 from barenet.files import atomic_write
 from barenet.metrics import classification_report, confusion_matrix
 from barenet.model import Sequential
@@ -76,23 +76,23 @@ class TrainOptions:
             names = ", ".join(architectures.ARCHITECTURES)
             raise ArgumentError(f"model must be one of {names}; got {self.model!r}")
         for name in ("epochs", "batch_size"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("shift", "average_last", "seed"):
-            _check_int(name, getattr(self, name), 0)
+            check_int(name, getattr(self, name), 0)
         if self.limit is not None:
-            _check_int("limit", self.limit, 2)
+            check_int("limit", self.limit, 2)
         if self.shift > 4:
             raise ArgumentError(f"shift must be at most 4 pixels, got {self.shift}")
         if self.average_last > self.epochs:
             raise ArgumentError(
                 f"average_last ({self.average_last}) cannot exceed epochs ({self.epochs})"
             )
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if not is_real(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ArgumentError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.hidden:
             raise ArgumentError("hidden must name at least one layer width")
         for width in self.hidden:
-            _check_int("hidden", width, 1)
+            check_int("hidden", width, 1)
         check_positive("lr", self.lr)
         check_positive("decay", self.decay, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
@@ -112,18 +112,13 @@ class TrainOptions:
                 f"weight_decay is not available with optimizer {self.optimizer!r} "
                 f"(only {', '.join(WEIGHT_DECAY)})"
             )
-        if not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
+        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             raise ArgumentError(f"momentum must be in [0, 1), got {self.momentum!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
         return d
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass

@@ -10,32 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, check_int, is_real
+from barenet.init import as_rng
 
-__all__ = ["as_generator", "sine", "spiral", "vertical"]
-
-
-def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """Turn ``rng`` into a ``numpy.random.Generator``.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator, int or None
-        A generator is returned as is; an integer seeds a new one; ``None`` gives a
-        fresh generator seeded from the operating system (not reproducible).
-    """
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        if rng is not None and rng < 0:
-            raise ArgumentError(f"rng seed must be >= 0, got {rng!r}")
-        return np.random.default_rng(rng)
-    raise ArgumentError(f"rng must be a numpy.random.Generator, an int or None, got {rng!r}")
-
-
-def _check_count(name: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+__all__ = ["sine", "spiral", "vertical"]
 
 
 def spiral(
@@ -61,9 +39,9 @@ def spiral(
     y : ndarray, int64, shape (samples * classes,)
         Class index of each point, in blocks of ``samples``.
     """
-    _check_count("samples", samples)
-    _check_count("classes", classes)
-    gen = as_generator(rng)
+    check_int("samples", samples)
+    check_int("classes", classes)
+    gen = as_rng(rng)
     x = np.empty((samples * classes, 2), dtype=np.float64)
     y = np.repeat(np.arange(classes, dtype=np.int64), samples)
     r = np.linspace(0.0, 1.0, samples)
@@ -94,9 +72,9 @@ def vertical(
     x : ndarray, float32, shape (samples * classes, 2)
     y : ndarray, int64, shape (samples * classes,)
     """
-    _check_count("samples", samples)
-    _check_count("classes", classes)
-    gen = as_generator(rng)
+    check_int("samples", samples)
+    check_int("classes", classes)
+    gen = as_rng(rng)
     x = np.empty((samples * classes, 2), dtype=np.float64)
     y = np.repeat(np.arange(classes, dtype=np.int64), samples)
     for c in range(classes):
@@ -126,11 +104,11 @@ def sine(
     x : ndarray, float32, shape (samples, 1)
     y : ndarray, float32, shape (samples, 1)
     """
-    _check_count("samples", samples)
-    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise >= 0:
+    check_int("samples", samples)
+    if not is_real(noise) or not noise >= 0:
         raise ArgumentError(f"noise must be a number >= 0, got {noise!r}")
     x = np.arange(samples, dtype=np.float64).reshape(-1, 1) / samples
     y = np.sin(2 * np.pi * x)
     if noise > 0:
-        y = y + as_generator(rng).standard_normal(y.shape) * noise
+        y = y + as_rng(rng).standard_normal(y.shape) * noise
     return x.astype(np.float32), y.astype(np.float32)

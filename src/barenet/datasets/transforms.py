@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from barenet.datasets.toy import as_generator
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, is_real
+from barenet.init import as_rng
 
 __all__ = ["one_hot", "scale", "standardize", "train_val_split"]
 
@@ -183,7 +183,7 @@ def train_val_split(
         raise ArgumentError("give val_fraction or val_size, not both")
     if val_size is None:
         frac = 0.1 if val_fraction is None else val_fraction
-        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+        if not is_real(frac) or not 0 < frac < 1:
             raise ArgumentError(f"val_fraction must be a number in (0, 1), got {frac!r}")
         val_size = round(n * frac)
     elif not isinstance(val_size, (int, np.integer)) or isinstance(val_size, bool):
@@ -194,5 +194,5 @@ def train_val_split(
             f"val_size {val_size}"
         )
     chosen = np.zeros(n, dtype=bool)
-    chosen[as_generator(rng).choice(n, size=int(val_size), replace=False)] = True
+    chosen[as_rng(rng).choice(n, size=int(val_size), replace=False)] = True
     return (x[~chosen], y[~chosen]), (x[chosen], y[chosen])
