@@ -13,9 +13,12 @@ from barenet.architectures import cnn
 RNG = np.random.default_rng(0)
 
 # (in, out, kernel, stride, padding, batch, height, width): strides, padding, odd sizes,
-# a non-square kernel and batch 1.
+# a non-square kernel, batch 1, an even kernel with "same" padding, and padding wider
+# than the kernel (whole windows of zeros at the edges).
 CONV_CASES = [
     (3, 4, 3, 1, 0, 2, 7, 6),
+    (2, 2, 4, 1, "same", 2, 6, 5),
+    (2, 3, 2, 2, 3, 2, 4, 5),
     (2, 3, 3, 2, 1, 2, 9, 8),
     (1, 2, (2, 3), 1, "same", 1, 5, 6),
     (3, 2, 5, 3, 2, 1, 11, 10),
@@ -95,8 +98,14 @@ def test_conv_takes_single_channel_images_without_channel_axis():
 def test_conv_result_does_not_depend_on_memory_layout():
     layer = bn.Conv2D(3, 2, 3, padding=1, rng=0)
     x = RNG.standard_normal((4, 3, 5, 5)).astype(np.float32)
-    channel_major = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    np.testing.assert_array_equal(layer.forward(x), layer.forward(channel_major))
+    dy = RNG.standard_normal((4, 2, 5, 5)).astype(np.float32)
+    expected_y, expected_dx = layer.forward(x), layer.backward(dy)
+    for axes in [(1, 0, 2, 3), (1, 2, 3, 0), (0, 2, 3, 1)]:
+        back = np.argsort(axes)
+        relaid = np.ascontiguousarray(x.transpose(axes)).transpose(back)
+        dy_relaid = np.ascontiguousarray(dy.transpose(axes)).transpose(back)
+        np.testing.assert_allclose(layer.forward(relaid), expected_y, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(layer.backward(dy_relaid), expected_dx, rtol=1e-6, atol=1e-6)
 
 
 def test_param_backward_gives_the_same_parameter_gradients():

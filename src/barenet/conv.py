@@ -4,20 +4,22 @@ Images are NCHW at the API, as in PyTorch: ``(batch, channels, height, width)``.
 pooling layers, and a Conv2D whose ``in_channels`` is 1, also take ``(N, H, W)`` batches
 (MNIST as loaded) as one channel; the input gradient has the shape of the input.
 
-Inside, each layer works on the *channel-major* view ``x.transpose(1, 0, 2, 3)`` and
-returns its result as the NCHW view of a channel-major array. Views cost nothing, and
-consecutive image layers then read and write memory in order: the im2col copy of the
-next convolution and its matrix product need no extra transposes.
+Inside, each layer works on the *batch-last* view ``x.transpose(1, 2, 3, 0)``, shape
+(C, H, W, N), and returns its result as the NCHW view of a batch-last array. Views cost
+nothing, and consecutive image layers then move memory in long runs: a window offset, a
+row of pixels and the whole batch behind each pixel are one contiguous stretch, so the
+im2col copy, col2im and pooling never step through memory one value at a time, and a
+convolution's matrix product reads and writes its operands as they lie.
 
 Convolution is im2col + one matrix product: every ``kh x kw`` window of the padded input
 becomes a column (``sliding_window_view`` makes the windows without copying), so with
-``K = C * kh * kw`` and ``P = N * H_out * W_out``::
+``K = C * kh * kw`` and ``P = H_out * W_out * N``::
 
     cols : (K, P)          y = W.reshape(O, K) @ cols + b
 
 and backward is ``dW = dy @ cols.T``, ``dcols = W.T @ dy``, then col2im adds each
 window's gradient back onto the pixels it was read from (``kh * kw`` strided additions,
-done on a batch-last copy of the image so that each runs over long contiguous stretches).
+the padding cropped off by clipping each one to the image).
 """
 
 from __future__ import annotations
@@ -61,27 +63,46 @@ def _as_images(layer: Layer, x: np.ndarray, channels: int | None) -> np.ndarray:
     return x
 
 
-def _windows(xc: np.ndarray, kernel: tuple[int, int], stride: int, out: tuple[int, int]):
-    """All windows of channel-major ``xc`` (C, N, H, W) as a view (C, N, Ho, Wo, kh, kw)."""
-    w = sliding_window_view(xc, kernel, axis=(2, 3))
-    return w[:, :, : stride * (out[0] - 1) + 1 : stride, : stride * (out[1] - 1) + 1 : stride]
+def _batch_last(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) as its (C, H, W, N) view."""
+    return x.transpose(1, 2, 3, 0)
+
+
+def _batch_first(a: np.ndarray) -> np.ndarray:
+    """A batch-last (C, H, W, N) array as its NCHW view."""
+    return a.transpose(3, 0, 1, 2)
+
+
+def _windows(xb: np.ndarray, kernel: tuple[int, int], stride: int, out: tuple[int, int]):
+    """All windows of batch-last ``xb`` (C, H, W, N) as a view (C, Ho, Wo, N, kh, kw)."""
+    w = sliding_window_view(xb, kernel, axis=(1, 2))
+    return w[:, : stride * (out[0] - 1) + 1 : stride, : stride * (out[1] - 1) + 1 : stride]
+
+
+def _valid(offset: int, pad: int, stride: int, size: int, out: int) -> tuple[int, int, int]:
+    """Outputs ``[first, stop)`` whose window, at ``offset`` inside it, reads a pixel of the
+    image rather than its padding, and the image row (column) ``first`` reads."""
+    first = max(0, -((offset - pad) // stride))
+    stop = min(out, (size - 1 + pad - offset) // stride + 1)
+    return first, stop, first * stride + offset - pad
 
 
 def _col2im(
-    dcols: np.ndarray, shape: tuple[int, ...], stride: int, out: tuple[int, int]
+    dcols: np.ndarray, shape: tuple[int, ...], stride: int, pads: tuple[int, int]
 ) -> np.ndarray:
-    """Sum window gradients ``dcols`` (C, kh, kw, Ho, Wo, N) back onto a (C, H, W, N) image
-    of ``shape``: ``dx[:, i + s*y, j + s*x, :] += dcols[:, i, j, y, x, :]``.
-
-    With the batch axis last, each of the ``kh * kw`` additions runs over stretches of
-    ``Wo * N`` (stride 1) contiguous values rather than rows of ``Wo``."""
+    """Sum window gradients ``dcols`` (C, kh, kw, Ho, Wo, N) back onto a batch-last image
+    of ``shape`` (C, H, W, N): ``dx[:, s*y + i - top, s*x + j - left] += dcols[:, i, j, y, x]``
+    wherever that pixel is inside the image (the padding's share is dropped)."""
     dx = np.zeros(shape, dtype=dcols.dtype)
-    (ho, wo), (kh, kw) = out, dcols.shape[1:3]
+    (kh, kw, ho, wo), (h, w) = dcols.shape[1:5], shape[1:3]
     for i in range(kh):
+        y0, y1, r = _valid(i, pads[0], stride, h, ho)
         for j in range(kw):
-            dx[
-                :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride
-            ] += dcols[:, i, j]
+            x0, x1, c = _valid(j, pads[1], stride, w, wo)
+            if y1 > y0 and x1 > x0:
+                rows = slice(r, r + stride * (y1 - y0 - 1) + 1, stride)
+                columns = slice(c, c + stride * (x1 - x0 - 1) + 1, stride)
+                dx[:, rows, columns] += dcols[:, i, j, y0:y1, x0:x1]
     return dx
 
 
@@ -140,6 +161,7 @@ class Conv2D(Layer):
         self.dtype = np.dtype(dtype)
         self._cols: np.ndarray | None = None
         self._in_shape: tuple[int, ...] = ()
+        self._out: tuple[int, int] = (0, 0)
         self.reset_parameters(rng)
 
     def reset_parameters(self, rng: initialisers.RngLike = None) -> None:
@@ -163,23 +185,21 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._in_shape = x.shape
-        x = _as_images(self, x, self.in_channels)
-        n, c, h, w = x.shape
+        xb = _batch_last(_as_images(self, x, self.in_channels))
+        c, h, w, n = xb.shape
         ho, wo = self._out = self._geometry(h, w)
         top, bottom, left, right = self._pads
-        xc = x.transpose(1, 0, 2, 3)
         if top or bottom or left or right:
-            padded = np.zeros((c, n, h + top + bottom, w + left + right), dtype=x.dtype)
-            padded[:, :, top : top + h, left : left + w] = xc
-            xc = padded
-        self._padded_shape = xc.shape
-        # (C, kh, kw, N, Ho, Wo): row index (c, i, j) matches weight.reshape(O, K).
-        cols = _windows(xc, self.kernel_size, self.stride, (ho, wo)).transpose(0, 4, 5, 1, 2, 3)
-        self._cols = np.ascontiguousarray(cols).reshape(-1, n * ho * wo)
+            padded = np.zeros((c, h + top + bottom, w + left + right, n), dtype=x.dtype)
+            padded[:, top : top + h, left : left + w] = xb
+            xb = padded
+        # (C, kh, kw, Ho, Wo, N): row index (c, i, j) matches weight.reshape(O, K).
+        cols = _windows(xb, self.kernel_size, self.stride, (ho, wo)).transpose(0, 4, 5, 1, 2, 3)
+        self._cols = np.ascontiguousarray(cols).reshape(-1, ho * wo * n)
         weight = self.params["weight"].reshape(self.out_channels, -1)
         y = weight @ self._cols
         y += self.params["bias"][:, None]
-        return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
+        return _batch_first(y.reshape(self.out_channels, ho, wo, n))
 
     def param_backward(self, dy: np.ndarray) -> None:
         """Only ``dW`` and ``db`` (a first layer's input gradient is never used)."""
@@ -190,26 +210,21 @@ class Conv2D(Layer):
         if self._cols is None:
             raise RuntimeError("Conv2D.backward called before forward")
         o = self.out_channels
-        dyc = dy.transpose(1, 0, 2, 3).reshape(o, -1)
+        dyc = _batch_last(dy).reshape(o, -1)
         np.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))
         np.sum(dyc, axis=1, out=self.grads["bias"])
         return dyc
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        """``dcols = W.T @ dy``, then col2im. The columns of ``dy`` are put in (Ho, Wo, N)
-        order first, so col2im adds onto a batch-last image (see ``_col2im``)."""
+        """``dcols = W.T @ dy``, then col2im onto the batch-last input."""
         dyc = self._param_grads(dy)
         o, (ho, wo), (kh, kw) = self.out_channels, self._out, self.kernel_size
-        c, n, hp, wp = self._padded_shape
-        dy_hwn = np.ascontiguousarray(dyc.reshape(o, n, ho, wo).transpose(0, 2, 3, 1))
-        dcols = self.params["weight"].reshape(o, -1).T @ dy_hwn.reshape(o, -1)
-        dxp = _col2im(dcols.reshape(c, kh, kw, ho, wo, n), (c, hp, wp, n), self.stride, self._out)
-        top, _, left, _ = self._pads
-        h, w = self._in_shape[-2:]
-        # Back to channel-major (C, N, H, W), returned as its NCHW view.
-        dxc = np.empty((c, n, h, w), dtype=dxp.dtype)
-        dxc[...] = dxp[:, top : top + h, left : left + w].transpose(0, 3, 1, 2)
-        return dxc.transpose(1, 0, 2, 3).reshape(self._in_shape)
+        n, h, w = self._in_shape[0], *self._in_shape[-2:]
+        dcols = self.params["weight"].reshape(o, -1).T @ dyc
+        dcols = dcols.reshape(self.in_channels, kh, kw, ho, wo, n)
+        shape = (self.in_channels, h, w, n)
+        dx = _col2im(dcols, shape, self.stride, (self._pads[0], self._pads[2]))
+        return _batch_first(dx).reshape(self._in_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         ho, wo = self._geometry(*input_shape[-2:])
@@ -262,17 +277,16 @@ class _Pool2D(Layer):
         return ho, wo
 
     def _window_view(self, x: np.ndarray) -> np.ndarray:
-        """Channel-major windows (C, N, Ho, Wo, kh, kw) of ``x``: a view, no copy."""
+        """Batch-last windows (C, Ho, Wo, N, kh, kw) of ``x``: a view, no copy."""
         self._in_shape = x.shape
-        x = _as_images(self, x, None)
-        ho, wo = self._out = self._geometry(*x.shape[2:])
-        xc = x.transpose(1, 0, 2, 3)
+        xb = _batch_last(_as_images(self, x, None))
+        ho, wo = self._out = self._geometry(*xb.shape[1:3])
         (kh, kw) = self.kernel_size
         if self._tiles:
-            c, n = xc.shape[:2]
-            tiles = xc[:, :, : ho * kh, : wo * kw].reshape(c, n, ho, kh, wo, kw)
-            return tiles.transpose(0, 1, 2, 4, 3, 5)
-        return _windows(xc, self.kernel_size, self._step(), (ho, wo))
+            c, n = xb.shape[0], xb.shape[3]
+            tiles = xb[:, : ho * kh, : wo * kw].reshape(c, ho, kh, wo, kw, n)
+            return tiles.transpose(0, 1, 3, 5, 2, 4)
+        return _windows(xb, self.kernel_size, self._step(), (ho, wo))
 
     def _positions(self) -> list[tuple[int, int]]:
         """The ``(i, j)`` offsets inside a window, in row-major order."""
@@ -282,21 +296,21 @@ class _Pool2D(Layer):
     def _input_grad(
         self, window_grad: Callable[[int, np.ndarray | None], np.ndarray]
     ) -> np.ndarray:
-        """The input gradient, from ``window_grad(q, out)``: the gradient (C, N, Ho, Wo) that
+        """The input gradient, from ``window_grad(q, out)``: the gradient (C, Ho, Wo, N) that
         the pixels at position ``q`` (row-major) of every window receive, written into
         ``out`` when given. Windows that do not overlap write straight into the strided view
         of their pixels; overlapping ones add up."""
         n, c = self._in_shape[0], 1 if len(self._in_shape) == 3 else self._in_shape[1]
-        dxc = np.zeros((c, n, *self._in_shape[-2:]), dtype=self._dtype)
+        dxb = np.zeros((c, *self._in_shape[-2:], n), dtype=self._dtype)
         (ho, wo), s = self._out, self._step()
         disjoint = s >= max(self.kernel_size)
         for q, (i, j) in enumerate(self._positions()):
-            target = dxc[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
+            target = dxb[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
             if disjoint:
                 window_grad(q, target)
             else:
                 target += window_grad(q, None)
-        return dxc.transpose(1, 0, 2, 3).reshape(self._in_shape)
+        return _batch_first(dxb).reshape(self._in_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         channels = input_shape[0] if len(input_shape) == 3 else 1
@@ -330,12 +344,12 @@ class MaxPool2D(_Pool2D):
             raised *= np.uint8(q)
             np.maximum(self._argmax, raised, out=self._argmax)
             np.maximum(y, value, out=y)
-        return y.transpose(1, 0, 2, 3)
+        return _batch_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dyc = dy.transpose(1, 0, 2, 3)
+        dyb = _batch_last(_as_images(self, dy, None))
         return self._input_grad(
-            lambda q, out: np.multiply(dyc, self._argmax == q, out=out, dtype=dy.dtype)
+            lambda q, out: np.multiply(dyb, self._argmax == q, out=out, dtype=dy.dtype)
         )
 
 
@@ -351,16 +365,16 @@ class AvgPool2D(_Pool2D):
         for i, j in rest:
             y += win[..., i, j]
         y *= y.dtype.type(1.0 / (len(rest) + 1))
-        return y.transpose(1, 0, 2, 3)
+        return _batch_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         kh, kw = self.kernel_size
-        dyc = dy.transpose(1, 0, 2, 3) * dy.dtype.type(1.0 / (kh * kw))
+        dyb = _batch_last(_as_images(self, dy, None)) * dy.dtype.type(1.0 / (kh * kw))
 
         def window_grad(q: int, out: np.ndarray | None) -> np.ndarray:
             if out is None:
-                return dyc
-            out[...] = dyc
+                return dyb
+            out[...] = dyb
             return out
 
         return self._input_grad(window_grad)

@@ -78,21 +78,21 @@ class BatchNorm(Layer):
         self.running_var[...] = 1
 
     def _rows(self, x: np.ndarray) -> np.ndarray:
-        """``x`` as (C, M): one row per feature. A view for the channel-major arrays that
+        """``x`` as (C, M): one row per feature. A view for the batch-last arrays that
         barenet's image layers produce, and for the transpose of dense (N, C) input."""
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             raise ArgumentError(
                 f"{self!r} expects input of shape (N, {self.num_features}) or "
                 f"(N, {self.num_features}, H, W), got {x.shape}"
             )
-        return x.T if x.ndim == 2 else x.transpose(1, 0, 2, 3).reshape(self.num_features, -1)
+        return x.T if x.ndim == 2 else x.transpose(1, 2, 3, 0).reshape(self.num_features, -1)
 
     def _unrows(self, rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """Inverse of ``_rows``: (C, M) back to ``shape`` (a view)."""
         if len(shape) == 2:
             return rows.T
         n, c, h, w = shape
-        return rows.reshape(c, n, h, w).transpose(1, 0, 2, 3)
+        return rows.reshape(c, h, w, n).transpose(3, 0, 1, 2)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         rows = self._rows(x)
