@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import barenet as bn
-from barenet import optim
+from barenet import optim, parallel
 
 P0 = np.array([1.0, -2.0, 0.5])
 G1 = np.array([0.1, -0.3, 0.2])
@@ -196,13 +196,15 @@ def test_large_buffers_updated_in_parts_give_identical_results(name, monkeypatch
     p0 = rng.standard_normal(n).astype(np.float32)
     grads = [rng.standard_normal(n).astype(np.float32) for _ in range(3)]
     kwargs = {"lr": 0.01, "momentum": 0.9} if name == "SGD" else {"lr": 0.01}
-    results = []
+    results, counts = [], []
+    split = parallel.parts
+    monkeypatch.setattr(parallel, "parts", lambda *a: counts.append(len(split(*a))) or split(*a))
     for minimum, workers in ((10**9, 1), (1000, 3)):
-        monkeypatch.setattr(optim, "PARALLEL_MIN", minimum)
-        monkeypatch.setattr(optim, "_WORKERS", workers)
+        monkeypatch.setattr(parallel, "MIN_SIZE", minimum)
+        monkeypatch.setattr(parallel, "WORKERS", workers)
         p, opt = p0.copy(), getattr(bn, name)(**kwargs)
         for g in grads:
             opt.step([p], [g])
         results.append(p)
-    assert len(optim._parts(p0)) == 3
+    assert counts == [1] * len(grads) + [3] * len(grads)
     assert np.array_equal(results[0], results[1])

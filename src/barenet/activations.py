@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from barenet import parallel
 from barenet.errors import ArgumentError, is_real
 from barenet.layers import Layer
 
@@ -29,11 +30,14 @@ class ReLU(Layer):
     """``max(0, x)``; the gradient passes where the output is positive."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._y = np.maximum(x, 0)
+        x = np.asarray(x)
+        self._y = parallel.map_parts(lambda o, a: np.maximum(a, 0, out=o), np.empty_like(x), x)
         return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return dy * (self._y > 0)
+        return parallel.map_parts(
+            lambda o, d, y: np.multiply(d, y > 0, out=o), np.empty_like(dy), dy, self._y
+        )
 
 
 class LeakyReLU(Layer):

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from barenet import init as initialisers
+from barenet import parallel
 from barenet.errors import ArgumentError, check_int
 from barenet.layers import Layer
 
@@ -87,14 +88,11 @@ def _valid(offset: int, pad: int, stride: int, size: int, out: int) -> tuple[int
     return first, stop, first * stride + offset - pad
 
 
-def _col2im(
-    dcols: np.ndarray, shape: tuple[int, ...], stride: int, pads: tuple[int, int]
-) -> np.ndarray:
-    """Sum window gradients ``dcols`` (C, kh, kw, Ho, Wo, N) back onto a batch-last image
-    of ``shape`` (C, H, W, N): ``dx[:, s*y + i - top, s*x + j - left] += dcols[:, i, j, y, x]``
+def _col2im(dcols: np.ndarray, dx: np.ndarray, stride: int, pads: tuple[int, int]) -> None:
+    """Add window gradients ``dcols`` (C, kh, kw, Ho, Wo, N) onto the batch-last image
+    gradient ``dx`` (C, H, W, N): ``dx[:, s*y + i - top, s*x + j - left] += dcols[:, i, j, y, x]``
     wherever that pixel is inside the image (the padding's share is dropped)."""
-    dx = np.zeros(shape, dtype=dcols.dtype)
-    (kh, kw, ho, wo), (h, w) = dcols.shape[1:5], shape[1:3]
+    (kh, kw, ho, wo), (h, w) = dcols.shape[1:5], dx.shape[1:3]
     for i in range(kh):
         y0, y1, r = _valid(i, pads[0], stride, h, ho)
         for j in range(kw):
@@ -103,7 +101,6 @@ def _col2im(
                 rows = slice(r, r + stride * (y1 - y0 - 1) + 1, stride)
                 columns = slice(c, c + stride * (x1 - x0 - 1) + 1, stride)
                 dx[:, rows, columns] += dcols[:, i, j, y0:y1, x0:x1]
-    return dx
 
 
 class Conv2D(Layer):
@@ -126,6 +123,8 @@ class Conv2D(Layer):
     ``(out_channels,)``, like ``torch.nn.Conv2d``. Output height is
     ``(H + pad_top + pad_bottom - kh) // stride + 1``, and likewise the width.
     """
+
+    splits_work = True
 
     def __init__(
         self,
@@ -189,16 +188,29 @@ class Conv2D(Layer):
         c, h, w, n = xb.shape
         ho, wo = self._out = self._geometry(h, w)
         top, bottom, left, right = self._pads
-        if top or bottom or left or right:
-            padded = np.zeros((c, h + top + bottom, w + left + right, n), dtype=x.dtype)
-            padded[:, top : top + h, left : left + w] = xb
-            xb = padded
+        kh, kw = self.kernel_size
         # (C, kh, kw, Ho, Wo, N): row index (c, i, j) matches weight.reshape(O, K).
-        cols = _windows(xb, self.kernel_size, self.stride, (ho, wo)).transpose(0, 4, 5, 1, 2, 3)
-        self._cols = np.ascontiguousarray(cols).reshape(-1, ho * wo * n)
+        cols = np.empty((c, kh, kw, ho, wo, n), dtype=x.dtype)
+
+        def im2col(part: slice) -> None:  # the channels in part, on one thread
+            image = xb[part]
+            if top or bottom or left or right:
+                image = np.zeros((len(image), h + top + bottom, w + left + right, n), x.dtype)
+                image[:, top : top + h, left : left + w] = xb[part]
+            windows = _windows(image, self.kernel_size, self.stride, (ho, wo))
+            np.copyto(cols[part], windows.transpose(0, 4, 5, 1, 2, 3))
+
+        parallel.for_parts(im2col, c, cols.size)
+        self._cols = matrix = cols.reshape(-1, ho * wo * n)
         weight = self.params["weight"].reshape(self.out_channels, -1)
-        y = weight @ self._cols
-        y += self.params["bias"][:, None]
+        bias = self.params["bias"][:, None]
+        y = np.empty((self.out_channels, ho * wo * n), dtype=np.result_type(weight, cols))
+
+        def product(part: slice) -> None:  # the columns in part, on one thread
+            np.matmul(weight, matrix[:, part], out=y[:, part])
+            y[:, part] += bias
+
+        parallel.for_parts(product, y.shape[1], y.size + matrix.size)
         return _batch_first(y.reshape(self.out_channels, ho, wo, n))
 
     def param_backward(self, dy: np.ndarray) -> None:
@@ -211,8 +223,9 @@ class Conv2D(Layer):
             raise RuntimeError("Conv2D.backward called before forward")
         o = self.out_channels
         dyc = _batch_last(dy).reshape(o, -1)
-        np.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))
-        np.sum(dyc, axis=1, out=self.grads["bias"])
+        parallel.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))
+        db = self.grads["bias"]
+        parallel.for_parts(lambda part: np.sum(dyc[part], axis=1, out=db[part]), o, dyc.size)
         return dyc
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -220,10 +233,13 @@ class Conv2D(Layer):
         dyc = self._param_grads(dy)
         o, (ho, wo), (kh, kw) = self.out_channels, self._out, self.kernel_size
         n, h, w = self._in_shape[0], *self._in_shape[-2:]
-        dcols = self.params["weight"].reshape(o, -1).T @ dyc
+        dcols = parallel.matmul(self.params["weight"].reshape(o, -1).T, dyc)
         dcols = dcols.reshape(self.in_channels, kh, kw, ho, wo, n)
-        shape = (self.in_channels, h, w, n)
-        dx = _col2im(dcols, shape, self.stride, (self._pads[0], self._pads[2]))
+        dx = np.zeros((self.in_channels, h, w, n), dtype=dcols.dtype)
+        pads = (self._pads[0], self._pads[2])
+        parallel.for_parts(
+            lambda part: _col2im(dcols[part], dx[part], self.stride, pads), len(dx), dcols.size
+        )
         return _batch_first(dx).reshape(self._in_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -247,6 +263,8 @@ class Conv2D(Layer):
 class _Pool2D(Layer):
     """Shared geometry of the window pooling layers (no padding; the remainder is dropped,
     as PyTorch does by default)."""
+
+    splits_work = True
 
     def __init__(self, kernel_size: int | tuple[int, int] = 2, stride: int | None = None) -> None:
         super().__init__()
@@ -294,22 +312,27 @@ class _Pool2D(Layer):
         return [(i, j) for i in range(kh) for j in range(kw)]
 
     def _input_grad(
-        self, window_grad: Callable[[int, np.ndarray | None], np.ndarray]
+        self, window_grad: Callable[[int, slice, np.ndarray | None], np.ndarray]
     ) -> np.ndarray:
-        """The input gradient, from ``window_grad(q, out)``: the gradient (C, Ho, Wo, N) that
-        the pixels at position ``q`` (row-major) of every window receive, written into
-        ``out`` when given. Windows that do not overlap write straight into the strided view
-        of their pixels; overlapping ones add up."""
+        """The input gradient, from ``window_grad(q, part, out)``: the gradient
+        (C[part], Ho, Wo, N) that the pixels at position ``q`` (row-major) of every window of
+        the channels ``part`` receive, written into ``out`` when given. Windows that do not
+        overlap write straight into the strided view of their pixels; overlapping ones add
+        up. Parts of the channels run in parallel."""
         n, c = self._in_shape[0], 1 if len(self._in_shape) == 3 else self._in_shape[1]
         dxb = np.zeros((c, *self._in_shape[-2:], n), dtype=self._dtype)
         (ho, wo), s = self._out, self._step()
         disjoint = s >= max(self.kernel_size)
-        for q, (i, j) in enumerate(self._positions()):
-            target = dxb[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
-            if disjoint:
-                window_grad(q, target)
-            else:
-                target += window_grad(q, None)
+
+        def scatter(part: slice) -> None:
+            for q, (i, j) in enumerate(self._positions()):
+                target = dxb[part, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
+                if disjoint:
+                    window_grad(q, part, target)
+                else:
+                    target += window_grad(q, part, None)
+
+        parallel.for_parts(scatter, c, dxb.size)
         return _batch_first(dxb).reshape(self._in_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -332,24 +355,34 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         win = self._window_view(x)
         self._dtype = x.dtype
+        y = np.empty(win.shape[:4], dtype=x.dtype)
+        self._argmax = np.empty(y.shape, dtype=np.uint8)
+        parallel.for_parts(
+            lambda part: self._largest(win[part], y[part], self._argmax[part]), len(y), win.size
+        )
+        return _batch_first(y)
+
+    def _largest(self, win: np.ndarray, y: np.ndarray, argmax: np.ndarray) -> None:
+        """Write the largest value of each window into ``y``, and into ``argmax`` its
+        position (row-major), the first if there are ties: the last position that raised
+        the running maximum, i.e. the largest such q."""
         first, *rest = self._positions()
-        y = win[..., first[0], first[1]].copy()
-        # Position (row-major) of the first largest value of each window: the last
-        # position that raised the running maximum, i.e. the largest such q.
-        self._argmax = np.zeros(y.shape, dtype=np.uint8)
+        y[...] = win[..., first[0], first[1]]
+        argmax[...] = 0
         raised = np.empty(y.shape, dtype=np.uint8)
         for q, (i, j) in enumerate(rest, start=1):
             value = win[..., i, j]
             np.greater(value, y, out=raised, casting="unsafe")
             raised *= np.uint8(q)
-            np.maximum(self._argmax, raised, out=self._argmax)
+            np.maximum(argmax, raised, out=argmax)
             np.maximum(y, value, out=y)
-        return _batch_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dyb = _batch_last(_as_images(self, dy, None))
         return self._input_grad(
-            lambda q, out: np.multiply(dyb, self._argmax == q, out=out, dtype=dy.dtype)
+            lambda q, part, out: np.multiply(
+                dyb[part], self._argmax[part] == q, out=out, dtype=dy.dtype
+            )
         )
 
 
@@ -360,21 +393,25 @@ class AvgPool2D(_Pool2D):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         win = self._window_view(x)
         self._dtype = x.dtype
+        y = np.empty(win.shape[:4], dtype=x.dtype)
+        parallel.for_parts(lambda part: self._mean(win[part], y[part]), len(y), win.size)
+        return _batch_first(y)
+
+    def _mean(self, win: np.ndarray, y: np.ndarray) -> None:
         first, *rest = self._positions()
-        y = win[..., first[0], first[1]].copy()
+        y[...] = win[..., first[0], first[1]]
         for i, j in rest:
             y += win[..., i, j]
         y *= y.dtype.type(1.0 / (len(rest) + 1))
-        return _batch_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         kh, kw = self.kernel_size
         dyb = _batch_last(_as_images(self, dy, None)) * dy.dtype.type(1.0 / (kh * kw))
 
-        def window_grad(q: int, out: np.ndarray | None) -> np.ndarray:
+        def window_grad(q: int, part: slice, out: np.ndarray | None) -> np.ndarray:
             if out is None:
-                return dyb
-            out[...] = dyb
+                return dyb[part]
+            out[...] = dyb[part]
             return out
 
         return self._input_grad(window_grad)

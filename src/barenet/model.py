@@ -6,13 +6,14 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from barenet import losses as losses_mod
-from barenet import optim
+from barenet import optim, parallel
 from barenet.activations import sigmoid, softmax
 from barenet.callbacks import Callback, History, ProgressBar
 from barenet.errors import ArgumentError, BarenetError, TrainingError, check_int, is_real
@@ -209,6 +210,14 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
+    def _threads(self) -> AbstractContextManager[None]:
+        """BLAS on one thread while a model with image layers runs (``barenet.parallel``).
+        A network of dense layers keeps BLAS's own threads: its products are small and
+        back to back, where BLAS's threads (which spin while they wait) hand over fastest."""
+        if any(layer.splits_work for layer in self.layers):
+            return parallel.blas_on_one_thread()
+        return nullcontext()
+
     def _batches(self, x: np.ndarray, batch_size: int) -> Iterable[np.ndarray]:
         for start in range(0, len(x), batch_size):
             yield x[start : start + batch_size]
@@ -217,7 +226,8 @@ class Sequential:
         """Class probabilities (N, C) for classifiers; raw outputs for regression."""
         batch_size = check_int("batch_size", batch_size)
         x = self._check_x(x)
-        out = np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
+        with self._threads():
+            out = np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
         if self.loss is not None and self.loss.from_logits and not self._fused():
             if self.loss.kind == "multiclass":
                 return softmax(out, axis=1)
@@ -253,12 +263,13 @@ class Sequential:
         x, y = self._check_xy(x, y)
         train_loss = loss_fn.on_logits() if self._fused() else loss_fn
         totals = dict.fromkeys(["loss", *self.metrics], 0.0)
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            out = self._logits(xb)
-            totals["loss"] += train_loss.forward(out, yb) * len(xb)
-            for m in self.metrics:
-                totals[m] += self._metric(m, out, yb) * len(xb)
+        with self._threads():
+            for start in range(0, len(x), batch_size):
+                xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+                out = self._logits(xb)
+                totals["loss"] += train_loss.forward(out, yb) * len(xb)
+                for m in self.metrics:
+                    totals[m] += self._metric(m, out, yb) * len(xb)
         results = {k: v / len(x) for k, v in totals.items()}
         results["loss"] += self._penalty()
         return results
@@ -345,7 +356,7 @@ class Sequential:
         for cb in cbs:
             cb.on_train_begin({})
         # Overflow inside a diverging step is reported once, by the finite-loss guard below.
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"), self._threads():
             try:
                 for epoch in range(initial_epoch, initial_epoch + epochs):
                     rng = np.random.default_rng([base_seed, epoch])

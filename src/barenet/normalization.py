@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from barenet import parallel
 from barenet.errors import ArgumentError, check_positive, is_real
 from barenet.layers import Layer
 
@@ -40,6 +41,8 @@ class BatchNorm(Layer):
         Added to the variance so the division is safe.
     dtype : numpy dtype
     """
+
+    splits_work = True
 
     def __init__(
         self,
@@ -96,29 +99,36 @@ class BatchNorm(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         rows = self._rows(x)
+        count = rows.shape[1]
+        if training and count < 2:
+            raise ArgumentError(
+                f"BatchNorm needs more than one value per feature in training, got input {x.shape}"
+            )
+        dtype = x.dtype.type
+        x_hat, y = np.empty(rows.shape, dtype=x.dtype), np.empty(rows.shape, dtype=x.dtype)
+        mean, var, inv_std = (np.empty(self.num_features, dtype=x.dtype) for _ in range(3))
+
+        def normalise(s: slice) -> None:  # the features in s, on one thread
+            if training:
+                mean[s] = rows[s].mean(axis=1, dtype=x.dtype)
+                np.subtract(rows[s], mean[s, None], out=x_hat[s])
+                var[s] = np.einsum("ij,ij->i", x_hat[s], x_hat[s]) / dtype(count)
+            else:
+                np.subtract(rows[s], self.running_mean[s, None], out=x_hat[s])
+                var[s] = self.running_var[s]
+            inv_std[s] = 1 / np.sqrt(var[s] + dtype(self.eps))
+            x_hat[s] *= inv_std[s, None]
+            np.multiply(x_hat[s], self.params["weight"][s, None], out=y[s])
+            y[s] += self.params["bias"][s, None]
+
+        parallel.for_parts(normalise, self.num_features, rows.size)
         if training:
-            count = rows.shape[1]
-            if count < 2:
-                raise ArgumentError(
-                    "BatchNorm needs more than one value per feature in training, "
-                    f"got input {x.shape}"
-                )
-            mean = rows.mean(axis=1, dtype=x.dtype)
-            x_hat = rows - mean[:, None]
-            var = np.einsum("ij,ij->i", x_hat, x_hat) / x.dtype.type(count)
-            m = x.dtype.type(self.momentum)
+            m = dtype(self.momentum)
             self.running_mean *= 1 - m
             self.running_mean += m * mean
             self.running_var *= 1 - m
             self.running_var += (m * count / (count - 1)) * var
-        else:
-            x_hat = rows - self.running_mean[:, None]
-            var = self.running_var
-        inv_std = (1 / np.sqrt(var + x.dtype.type(self.eps))).astype(x.dtype, copy=False)
-        x_hat *= inv_std[:, None]
         self._cache = (x_hat, inv_std, training)
-        y = x_hat * self.params["weight"][:, None]
-        y += self.params["bias"][:, None]
         return self._unrows(y, x.shape)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -126,14 +136,20 @@ class BatchNorm(Layer):
             raise RuntimeError("BatchNorm.backward called before forward")
         x_hat, inv_std, training = self._cache
         rows = self._rows(dy)
-        np.sum(rows, axis=1, out=self.grads["bias"])
-        np.einsum("ij,ij->i", rows, x_hat, out=self.grads["weight"])
-        scale = self.params["weight"] * inv_std
-        dx = rows * scale[:, None]
-        if training:
-            count = dy.dtype.type(rows.shape[1])
-            dx -= x_hat * (scale * self.grads["weight"] / count)[:, None]
-            dx -= (scale * self.grads["bias"] / count)[:, None]
+        count = dy.dtype.type(rows.shape[1])
+        dx = np.empty(rows.shape, dtype=dy.dtype)
+        weight, dweight, dbias = self.params["weight"], self.grads["weight"], self.grads["bias"]
+
+        def gradient(s: slice) -> None:  # the features in s, on one thread
+            np.sum(rows[s], axis=1, out=dbias[s])
+            np.einsum("ij,ij->i", rows[s], x_hat[s], out=dweight[s])
+            scale = weight[s] * inv_std[s]
+            np.multiply(rows[s], scale[:, None], out=dx[s])
+            if training:
+                dx[s] -= x_hat[s] * (scale * dweight[s] / count)[:, None]
+                dx[s] -= (scale * dbias[s] / count)[:, None]
+
+        parallel.for_parts(gradient, self.num_features, rows.size)
         return self._unrows(dx, dy.shape)
 
     def state(self) -> dict[str, np.ndarray]:
