@@ -24,6 +24,7 @@ import torch
 from mlp import barenet_epoch, torch_epoch  # bench/ is on sys.path when a script here runs
 
 import barenet as bn
+from barenet import parallel
 from barenet.architectures import cnn
 from barenet.datasets import load, scale
 from barenet.pretrained import PRETRAINED, available, path_of
@@ -72,29 +73,36 @@ def torch_accuracy(net, x, y) -> float:
 
 def layer_times(model: bn.Sequential, x: np.ndarray, y: np.ndarray, reps: int = 15) -> list:
     """Median milliseconds of each layer's forward and backward pass on one training batch
-    (the first layer computes only its parameter gradients, as in ``fit``)."""
+    (the first layer computes only its parameter gradients, and BLAS runs on one thread
+    beside barenet's pool, as in ``fit``)."""
     layers, loss = model.layers, bn.CrossEntropy()
     times = np.zeros((reps, len(layers), 2))
-    for r in range(reps):
-        out = x
-        for i, layer in enumerate(layers):
-            start = time.perf_counter()
-            out = layer.forward(out, training=True)
-            times[r, i, 0] = time.perf_counter() - start
-        loss.forward(out, y)
-        grad = loss.backward()
-        for i in reversed(range(len(layers))):
-            start = time.perf_counter()
-            if i == 0:
-                layers[0].param_backward(grad)
-            else:
-                grad = layers[i].backward(grad)
-            times[r, i, 1] = time.perf_counter() - start
+    with parallel.blas_on_one_thread():
+        for r in range(reps):
+            time_batch(layers, loss, x, y, times[r])
     med = np.median(times, axis=0) * 1000
     return [
         [type(layer).__name__, float(f), float(b)]
         for layer, (f, b) in zip(layers, med, strict=True)
     ]
+
+
+def time_batch(layers: list, loss: bn.CrossEntropy, x: np.ndarray, y: np.ndarray, times) -> None:
+    """Seconds of each layer's forward and backward pass, into ``times`` (layers, 2)."""
+    out = x
+    for i, layer in enumerate(layers):
+        start = time.perf_counter()
+        out = layer.forward(out, training=True)
+        times[i, 0] = time.perf_counter() - start
+    loss.forward(out, y)
+    grad = loss.backward()
+    for i in reversed(range(len(layers))):
+        start = time.perf_counter()
+        if i == 0:
+            layers[0].param_backward(grad)
+        else:
+            grad = layers[i].backward(grad)
+        times[i, 1] = time.perf_counter() - start
 
 
 def run(dataset: str, epochs: int, batch_size: int, limit: int | None) -> dict:
