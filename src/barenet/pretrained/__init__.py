@@ -48,14 +48,14 @@ PRETRAINED: dict[str, Pretrained] = {
     "mnist-cnn": Pretrained(
         file="mnist-cnn.npz",
         dataset="mnist",
-        test_accuracy=0.9949,
+        test_accuracy=0.9947,
         command="barenet train --dataset mnist --model cnn --hidden 128 --dropout 0.3 "
         "--epochs 8 --shift 2 --seed 0",
     ),
     "fashion-cnn": Pretrained(
         file="fashion-cnn.npz",
         dataset="fashion",
-        test_accuracy=0.9271,
+        test_accuracy=0.9274,
         command="barenet train --dataset fashion --model cnn --hidden 256 --dropout 0.3 "
         "--epochs 15 --shift 1 --seed 0",
     ),
