@@ -20,6 +20,8 @@ def split_everything(monkeypatch):
     monkeypatch.setattr(parallel, "MIN_SIZE", 1)
     monkeypatch.setattr(parallel, "MIN_PRODUCT", 1)
     monkeypatch.setattr(parallel, "WORKERS", 3)
+    with parallel.blas_on_one_thread():
+        yield
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 100])
@@ -32,8 +34,17 @@ def test_parts_cover_the_range_once(split_everything, length):
 
 def test_small_work_stays_in_one_call(monkeypatch):
     monkeypatch.setattr(parallel, "WORKERS", 4)
-    assert parallel.parts(100, parallel.MIN_SIZE - 1) == [slice(None)]
-    assert len(parallel.parts(100, parallel.MIN_SIZE)) == 4
+    with parallel.blas_on_one_thread():
+        assert parallel.parts(100, parallel.MIN_SIZE - 1) == [slice(None)]
+        assert len(parallel.parts(100, parallel.MIN_SIZE)) == 4
+
+
+def test_nothing_is_split_beside_blas_threads(monkeypatch):
+    monkeypatch.setattr(parallel, "WORKERS", 4)
+    assert parallel.parts(100, 10**9) == [slice(None)]
+    with parallel.blas_on_one_thread():
+        assert len(parallel.parts(100, 10**9)) == 4
+    assert parallel.parts(100, 10**9) == [slice(None)]
 
 
 @pytest.mark.parametrize("failing", [0, 2])
@@ -96,7 +107,8 @@ def test_layers_give_the_same_numbers_split_or_not(monkeypatch, make, shape):
     monkeypatch.setattr(parallel, "MIN_SIZE", 1)
     monkeypatch.setattr(parallel, "MIN_PRODUCT", 1)
     monkeypatch.setattr(parallel, "WORKERS", 3)
-    split = run_layer(make(), x)
+    with parallel.blas_on_one_thread():
+        split = run_layer(make(), x)
     for a, b in zip(whole, split, strict=True):
         if isinstance(make(), bn.Conv2D):
             # BLAS may pick other kernels for a narrower product: the last bit can differ.

@@ -7,10 +7,13 @@ is one contiguous block. Element-wise work gives the same result bit for bit wha
 number of parts; a matrix product split by columns may differ in the last bit, because
 BLAS picks its kernels by the shape it is given.
 
-Measured on 2 cores: ReLU over 3.2 million float32 values 1.20 -> 0.72 ms, the im2col copy
-of a 32-channel 14x14 batch of 128 2.2 -> 1.1 ms, Adam over 535,818 parameters
-0.97 -> 0.61 ms. Handing work to the pool costs about 55 us, so arrays under ``MIN_SIZE``
-values and products under ``MIN_PRODUCT`` multiply-adds stay in one call.
+Work is split only inside ``blas_on_one_thread()``, which ``Sequential`` enters while a
+model with image layers trains or predicts: BLAS's own threads spin while they wait, and
+beside them the pool loses more than it gains. Measured on 2 cores, with BLAS on one
+thread: ReLU over 3.2 million float32 values 1.20 -> 0.72 ms, the im2col copy of a
+32-channel 14x14 batch of 128 2.2 -> 1.1 ms. Handing work to the pool costs about 55 us, so
+arrays under ``MIN_SIZE`` values and products under ``MIN_PRODUCT`` multiply-adds stay in
+one call.
 """
 
 from __future__ import annotations
@@ -42,14 +45,21 @@ WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity"
 _PREFIX = "barenet-parallel"
 _pool: ThreadPoolExecutor | None = None
 _controller: ThreadpoolController | None = None
+_one_thread_blocks = 0  # how many blas_on_one_thread() blocks are running
 _lock = threading.Lock()
 
 
 def parts(length: int, size: int) -> list[slice]:
     """Contiguous slices covering ``range(length)``: one per worker when the work touches
-    ``size >= MIN_SIZE`` values, else the single ``slice(None)``."""
+    ``size >= MIN_SIZE`` values and BLAS is on one thread (``blas_on_one_thread``), else
+    the single ``slice(None)``."""
     count = min(WORKERS, length)
-    if size < MIN_SIZE or count < 2 or threading.current_thread().name.startswith(_PREFIX):
+    if (
+        size < MIN_SIZE
+        or count < 2
+        or not _one_thread_blocks
+        or threading.current_thread().name.startswith(_PREFIX)
+    ):
         return [slice(None)]
     bounds = [length * i // count for i in range(count + 1)]
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
@@ -78,7 +88,7 @@ def map_parts(work: Callable[..., object], out: np.ndarray, *arrays: np.ndarray)
     """Call ``work(out[part], *(a[part] for a in arrays))`` over parts of the axis of
     ``out`` that is outermost in memory (``arrays`` have the shape of ``out``); return
     ``out``. For element-wise work such as ``np.maximum(a, 0, out=o)``."""
-    if out.ndim == 0:
+    if out.size < MIN_SIZE or not _one_thread_blocks:  # the common case, without overhead
         work(out, *arrays)
         return out
     axis = int(np.argmax(np.abs(out.strides)))
@@ -108,18 +118,27 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
 @contextmanager
 def blas_on_one_thread() -> Iterator[None]:
-    """Run BLAS (NumPy's matrix products) on one thread while the block runs.
+    """Run BLAS (NumPy's matrix products) on one thread while the block runs, and let
+    barenet split its large work over its own pool meanwhile (outside such a block,
+    nothing is split).
 
-    barenet splits its large products and element-wise work over its own pool. BLAS's
-    threads wait for work by spinning, so left on they hold the cores the pool needs: a
-    CNN training step took 87-91 ms with BLAS on 2 threads and barenet's work on one,
-    98-100 ms with both on 2, and 72-80 ms with BLAS on 1 and barenet's pool on 2.
-    The previous limits are restored afterwards (``threadpoolctl``)."""
-    global _controller
+    BLAS's threads wait for work by spinning, so left on they hold the cores the pool
+    needs: a CNN training step took 87-91 ms with BLAS on 2 threads and barenet's work on
+    one, 98-100 ms with both on 2, and 72-80 ms with BLAS on 1 and barenet's pool on 2;
+    and a 784-512-256-10 MLP epoch (batch 128) took 2.0-2.8 s with its Adam update split
+    beside BLAS's 2 threads, 1.7-1.9 s without. The previous BLAS limits are restored
+    afterwards (``threadpoolctl``)."""
+    global _controller, _one_thread_blocks
     if WORKERS < 2:
         yield
         return
     with _lock:
         _controller = _controller or ThreadpoolController()
     with _controller.limit(limits=1, user_api="blas"):
-        yield
+        with _lock:
+            _one_thread_blocks += 1
+        try:
+            yield
+        finally:
+            with _lock:
+                _one_thread_blocks -= 1
