@@ -7,7 +7,7 @@ The libraries take turns in one process, epoch by epoch, so a slow moment of the
 machine hits both. After each epoch both are scored on the test set. Writes
 bench/results/cnn.md (and cnn.json).
 
-    .venv/bin/python bench/cnn.py [--dataset mnist] [--epochs 2] [--batch-size 128]
+    .venv/bin/python bench/cnn.py [--dataset mnist] [--epochs 3] [--batch-size 128]
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def markdown(result: dict, command: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     args = p.parse_args()
