@@ -210,7 +210,7 @@ class Conv2D(Layer):
             np.matmul(weight, matrix[:, part], out=y[:, part])
             y[:, part] += bias
 
-        parallel.for_parts(product, y.shape[1], y.size + matrix.size)
+        parallel.for_parts(product, y.shape[1], weight.size * y.shape[1], parallel.MIN_PRODUCT)
         return _batch_first(y.reshape(self.out_channels, ho, wo, n))
 
     def param_backward(self, dy: np.ndarray) -> None:

@@ -49,13 +49,13 @@ _one_thread_blocks = 0  # how many blas_on_one_thread() blocks are running
 _lock = threading.Lock()
 
 
-def parts(length: int, size: int) -> list[slice]:
-    """Contiguous slices covering ``range(length)``: one per worker when the work touches
-    ``size >= MIN_SIZE`` values and BLAS is on one thread (``blas_on_one_thread``), else
-    the single ``slice(None)``."""
+def parts(length: int, size: int, minimum: int | None = None) -> list[slice]:
+    """Contiguous slices covering ``range(length)``: one per worker when the work's
+    ``size`` is at least ``minimum`` (``MIN_SIZE`` values unless given) and BLAS is on one
+    thread (``blas_on_one_thread``), else the single ``slice(None)``."""
     count = min(WORKERS, length)
     if (
-        size < MIN_SIZE
+        size < (MIN_SIZE if minimum is None else minimum)
         or count < 2
         or not _one_thread_blocks
         or threading.current_thread().name.startswith(_PREFIX)
@@ -65,11 +65,13 @@ def parts(length: int, size: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-def for_parts(work: Callable[[slice], object], length: int, size: int) -> None:
-    """Call ``work(part)`` for each slice of ``parts(length, size)``, in parallel when
-    there are several, and return when all are done (re-raising an error of any part).
-    ``work`` must write only to its own part."""
-    slices = parts(length, size)
+def for_parts(
+    work: Callable[[slice], object], length: int, size: int, minimum: int | None = None
+) -> None:
+    """Call ``work(part)`` for each slice of ``parts(length, size, minimum)``, in parallel
+    when there are several, and return when all are done (re-raising an error of any
+    part). ``work`` must write only to its own part."""
+    slices = parts(length, size, minimum)
     if len(slices) == 1:
         work(slices[0])
         return
@@ -107,11 +109,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     own thread; inside ``blas_on_one_thread()`` that is BLAS's only thread."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    work = a.shape[0] * a.shape[1] * b.shape[1]
+    multiply_adds = a.shape[0] * a.shape[1] * b.shape[1]
     for_parts(
-        lambda s: np.matmul(a, b[:, s], out=out[:, s]),
-        b.shape[1],
-        MIN_SIZE if work >= MIN_PRODUCT else 0,
+        lambda s: np.matmul(a, b[:, s], out=out[:, s]), b.shape[1], multiply_adds, MIN_PRODUCT
     )
     return out
 
