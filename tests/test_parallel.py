@@ -152,3 +152,18 @@ def test_only_models_with_image_layers_put_blas_on_one_thread(monkeypatch, layer
     model.predict(x)
     model.evaluate(x, y)
     assert len(calls) == (3 if limited else 0)
+
+
+def test_overlapping_blocks_keep_blas_on_one_thread_until_the_last_ends(monkeypatch):
+    """Two threads' blocks may end in either order (a CNN predicting in two requests)."""
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    before = blas_threads()
+    first, second = parallel.blas_on_one_thread(), parallel.blas_on_one_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert set(blas_threads()) <= {1}
+    assert len(parallel.parts(100, 10**9)) == 2
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
+    assert parallel.parts(100, 10**9) == [slice(None)]

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -45,7 +46,8 @@ WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity"
 _PREFIX = "barenet-parallel"
 _pool: ThreadPoolExecutor | None = None
 _controller: ThreadpoolController | None = None
-_one_thread_blocks = 0  # how many blas_on_one_thread() blocks are running
+_limiter: Any = None  # threadpoolctl's limit while any blas_on_one_thread() block runs
+_one_thread_blocks = 0  # how many such blocks are running
 _lock = threading.Lock()
 
 
@@ -128,17 +130,22 @@ def blas_on_one_thread() -> Iterator[None]:
     and a 784-512-256-10 MLP epoch (batch 128) took 2.0-2.8 s with its Adam update split
     beside BLAS's 2 threads, 1.7-1.9 s without. The previous BLAS limits are restored
     afterwards (``threadpoolctl``)."""
-    global _controller, _one_thread_blocks
+    global _controller, _limiter, _one_thread_blocks
     if WORKERS < 2:
         yield
         return
+    # One limit for all running blocks (threads may end theirs in any order): the first
+    # block sets it, the last one restores what was there before.
     with _lock:
-        _controller = _controller or ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
+        if _one_thread_blocks == 0:
+            _controller = _controller or ThreadpoolController()
+            _limiter = _controller.limit(limits=1, user_api="blas")
+        _one_thread_blocks += 1
+    try:
+        yield
+    finally:
         with _lock:
-            _one_thread_blocks += 1
-        try:
-            yield
-        finally:
-            with _lock:
-                _one_thread_blocks -= 1
+            _one_thread_blocks -= 1
+            if _one_thread_blocks == 0 and _limiter is not None:
+                _limiter.restore_original_limits()
+                _limiter = None
