@@ -118,7 +118,10 @@ def test_layers_give_the_same_numbers_split_or_not(monkeypatch, make, shape):
 
 
 def blas_threads() -> list[int]:
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    threads = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    # an empty list would make every comparison below pass without checking anything
+    assert threads, "threadpoolctl finds no BLAS library under NumPy"
+    return threads
 
 
 def test_blas_runs_on_one_thread_inside_and_is_restored_after(monkeypatch):
