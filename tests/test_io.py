@@ -105,7 +105,7 @@ def test_mismatched_arrays_are_refused(trained, tmp_path):
     arrays["param/0/weight"] = np.zeros((5, 5), dtype=np.float32)
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
-    with pytest.raises(bn.ModelFileError, match=r"param/0/weight.*expects float32\[16, 2\]"):
+    with pytest.raises(bn.ModelFileError, match=r"param/0/weight.*\[5, 5\].*holds \[16, 2\]"):
         bn.load_model(bad)
     config = json.loads(arrays.pop("config").tobytes())
     config["layers"][0]["class"] = "Evil"

@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from barenet import init as initialisers
 from barenet import parallel
-from barenet.errors import ArgumentError, check_int
+from barenet.errors import ArgumentError, check_float_dtype, check_int
 from barenet.layers import Layer
 
 __all__ = ["AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D"]
@@ -157,7 +157,7 @@ class Conv2D(Layer):
         self.padding: int | str = padding if padding == "same" else int(padding)
         self.init = init
         self._initialiser = initialisers.get(init)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype("dtype", dtype)
         self._cols: np.ndarray | None = None
         self._in_shape: tuple[int, ...] = ()
         self._out: tuple[int, int] = (0, 0)
@@ -245,6 +245,13 @@ class Conv2D(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         ho, wo = self._geometry(*input_shape[-2:])
         return (self.out_channels, ho, wo)
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        out = check_int("out_channels", config.get("out_channels"))
+        kernel = _pair("kernel_size", config.get("kernel_size"))
+        weight = (out, check_int("in_channels", config.get("in_channels")), *kernel)
+        return {"param/weight": weight, "param/bias": (out,)}
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,18 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
         bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ArgumentError(f"{name} must be {bound}, got {value!r}")
     return int(value)
+
+
+def check_float_dtype(name: str, value: object) -> np.dtype[Any]:
+    """Return ``value`` as a dtype, or raise ArgumentError unless it is float32 or float64
+    (the dtypes layers compute in; anything else, read from a file, could be any size)."""
+    try:
+        dtype = np.dtype(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        dtype = None
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ArgumentError(f"{name} must be float32 or float64, got {value!r}")
+    return dtype
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:

@@ -2,19 +2,34 @@
 
 Layout: ``config`` (UTF-8 JSON as a uint8 array), ``param/<layer>/<name>``,
 ``state/<layer>/<name>`` (e.g. BatchNorm running statistics) and, in checkpoints,
-``optimizer/<key>``. Files are read with ``allow_pickle=False`` (no code can run) and
-written to a temporary name, then renamed, so an interrupted save never leaves a broken
-file behind.
+``optimizer/<key>``. Files are written to a temporary name, then renamed, so an
+interrupted save never leaves a broken file behind.
+
+A file is distrusted until checked, and checked before anything large is allocated:
+each member's ``.npy`` header is read first (shape and dtype, no data) and must agree
+with the size the zip directory declares; the values of all arrays together are capped
+(``MAX_PARAMS``); the config must match ``CONFIG_SCHEMA``; the arrays each layer of the
+config would hold (``Layer.array_shapes``) must be the ones stored, before any layer is
+built; and every member is read with a bounded read. No pickle is ever read (no code can
+run), and NaN or infinite weights are refused. Anything wrong is a ModelFileError naming
+the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
+import lzma
+import math
 import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.lib import format as npy
 
 from barenet import losses, optim
 from barenet.errors import BarenetError, ModelFileError
@@ -24,10 +39,496 @@ from barenet.layers import Layer
 if TYPE_CHECKING:
     from barenet.model import Sequential
 
-__all__ = ["FORMAT", "VERSION", "load_model", "save_model"]
+__all__ = [
+    "CONFIG_SCHEMA",
+    "FORMAT",
+    "MAX_CONFIG_BYTES",
+    "MAX_DEPTH",
+    "MAX_PARAMS",
+    "VERSION",
+    "ArrayInfo",
+    "build_model",
+    "check_arrays",
+    "check_config",
+    "load_model",
+    "parse_config",
+    "save_model",
+]
 
 FORMAT = "barenet-model"
 VERSION = 1
+
+#: Most values (parameters, statistics, optimizer state) one model file may hold in all:
+#: 1 GiB of float32. The shipped models hold about a million.
+MAX_PARAMS = 2**28
+#: Largest JSON config, in bytes (the shipped ones are about 1 KB).
+MAX_CONFIG_BYTES = 2**22
+#: Deepest nesting of lists and objects in a config (the shipped ones reach 5).
+MAX_DEPTH = 32
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: The dtypes each kind of member may have.
+_DTYPES: dict[str, tuple[np.dtype[Any], ...]] = {
+    "config": (np.dtype(np.uint8),),
+    "param": _FLOATS,
+    "state": _FLOATS,
+    "optimizer": (*_FLOATS, np.dtype(np.int64)),
+}
+
+# -- the config -----------------------------------------------------------------------------
+
+_SPEC = {"class": str, "config?": dict}
+#: What a config must look like (see ``check_config`` for the notation). Metadata is free
+#: form, but the keys barenet reads from it have fixed types.
+CONFIG_SCHEMA: dict[str, Any] = {
+    "format": str,
+    "version": int,
+    "layers": [_SPEC],
+    "loss?": (None, _SPEC),
+    "optimizer?": (None, _SPEC),
+    "metrics?": [str],
+    "input_shape?": (None, [int]),
+    "epoch?": (None, int),
+    "optimizer_state?": bool,
+    "metadata?": (
+        None,
+        {
+            "dataset?": str,
+            "classes?": [(str, int)],
+            "preprocess?": {"pictures?": str, "*": object},
+            "test_accuracy?": (None, float),
+            "val_accuracy?": (None, float),
+            "*": object,
+        },
+    ),
+}
+
+_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_NAMES.update({dict: "an object", list: "a list", object: "anything"})
+
+
+def _kind(value: Any) -> str:
+    """How JSON would call ``value``'s type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return _NAMES.get(type(value), "a value")
+
+
+def _describe(schema: Any) -> str:
+    if schema is None:
+        return "null"
+    if isinstance(schema, tuple):
+        return " or ".join(_describe(s) for s in schema)
+    if isinstance(schema, list):
+        return "a list"
+    if isinstance(schema, dict):
+        return "an object"
+    return _NAMES[schema]
+
+
+def _matches_kind(value: Any, schema: Any) -> bool:
+    """True when ``value`` is of the schema's outer kind (its contents aside)."""
+    if schema is None:
+        return value is None
+    if isinstance(schema, (list, dict)):
+        return isinstance(value, type(schema))
+    if schema is object:
+        return True
+    if schema in (int, float) and isinstance(value, bool):
+        return False
+    if schema is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, schema)
+
+
+def _mismatch(value: Any, schema: Any, where: str) -> str | None:
+    """Why ``value`` does not match ``schema``, or None if it does."""
+    if isinstance(schema, tuple):
+        fitting = [s for s in schema if _matches_kind(value, s)]
+        if not fitting:
+            return f"{where} is {_kind(value)}, expected {_describe(schema)}"
+        return _mismatch(value, fitting[0], where)
+    if not _matches_kind(value, schema):
+        return f"{where} is {_kind(value)}, expected {_describe(schema)}"
+    if isinstance(schema, list):
+        for i, item in enumerate(value):
+            if problem := _mismatch(item, schema[0], f"{where}[{i}]"):
+                return problem
+    elif isinstance(schema, dict):
+        fields = {key.rstrip("?"): s for key, s in schema.items() if key != "*"}
+        for key in schema:
+            if key != "*" and not key.endswith("?") and key not in value:
+                return f"{where} lacks {key!r}"
+        for key, item in value.items():
+            if key not in fields and "*" not in schema:
+                return f"{where} has an unknown key {key!r}"
+            if problem := _mismatch(item, fields.get(key, schema.get("*")), f"{where}.{key}"):
+                return problem
+    return None
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (0 for a number or string)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_config(path: Path, config: Any) -> dict[str, Any]:
+    """Return ``config`` if it is a barenet model config, else raise ModelFileError.
+
+    The structure is checked against ``CONFIG_SCHEMA``, where a schema is a type (``int``
+    and ``float`` refuse true/false, ``float`` takes integers, ``object`` takes anything),
+    ``None`` (null), a tuple of alternatives, ``[item]`` for a list of items, or
+    ``{key: schema}`` for an object: a key ending in ``?`` may be missing and ``"*"``
+    gives the schema of keys not named (without it they are refused). The layers'
+    own arguments are checked by the layers.
+    """
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a barenet model file (format is not {FORMAT!r})")
+    if config.get("version") != VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {config.get('version')!r}; this barenet reads {VERSION}"
+        )
+    if _depth(config) > MAX_DEPTH:
+        raise ModelFileError(f"{path}: the model config nests deeper than {MAX_DEPTH} levels")
+    if problem := _mismatch(config, CONFIG_SCHEMA, "config"):
+        raise ModelFileError(f"{path}: bad model config: {problem}")
+    if any(n < 1 for n in config.get("input_shape") or []):
+        raise ModelFileError(f"{path}: bad model config: input_shape {config['input_shape']}")
+    return config
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_config(path: Path, raw: bytes) -> dict[str, Any]:
+    """Decode the UTF-8 JSON config of a model file and check it (``check_config``)."""
+    try:
+        config = json.loads(
+            raw.decode("utf-8"), parse_float=_finite, parse_constant=_refuse_constant
+        )
+    except RecursionError:
+        raise ModelFileError(f"{path}: the model config nests too deeply") from None
+    except ValueError as e:  # also bad UTF-8 and integers of over 4300 digits
+        raise ModelFileError(f"{path}: the model config is not valid JSON ({e})") from None
+    return check_config(path, config)
+
+
+# -- the arrays, checked against the config -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """What a stored array's header says: enough to check it before its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{list(self.shape)}"
+
+
+def _layer_class(path: Path, i: int, name: str) -> type[Layer]:
+    cls = Layer.registry.get(name)
+    if cls is None or name.startswith("_"):
+        raise ModelFileError(f"{path}: layer {i} has unknown class {name!r}")
+    return cls
+
+
+def _expected(path: Path, i: int, spec: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    """The arrays (``param/<i>/<name>`` -> shape) layer ``i`` of the config would hold."""
+    cls = _layer_class(path, i, spec["class"])
+    try:
+        shapes = cls.array_shapes(spec.get("config", {}))
+    except (TypeError, ValueError, BarenetError) as e:
+        raise ModelFileError(f"{path}: layer {i} ({spec['class']}) has a bad config: {e}") from None
+    if shapes is None:
+        return None
+    named = (key.partition("/") for key in shapes)
+    return {f"{kind}/{i}/{name}": shapes[f"{kind}/{name}"] for kind, _, name in named}
+
+
+def check_arrays(path: Path, config: dict[str, Any], arrays: dict[str, ArrayInfo]) -> None:
+    """Refuse ``arrays`` (name -> header, the config excluded) unless they are within
+    ``MAX_PARAMS`` values and are what the config's layers would hold, by name and shape.
+
+    Runs before any layer is built, so a small file describing a huge network costs
+    nothing. Layers whose classes cannot tell their shapes are checked once built.
+    """
+    total = sum(info.size for info in arrays.values())
+    if total > MAX_PARAMS:
+        raise ModelFileError(f"{path}: holds {total:,} values, more than {MAX_PARAMS:,}")
+    described: set[str] = set()
+    open_prefixes: list[str] = []
+    declared = 0
+    for i, spec in enumerate(config["layers"]):
+        shapes = _expected(path, i, spec)
+        if shapes is None:
+            open_prefixes += [f"param/{i}/", f"state/{i}/"]
+            continue
+        for key, shape in shapes.items():
+            declared += math.prod(shape)
+            if declared > MAX_PARAMS:
+                raise ModelFileError(
+                    f"{path}: the config describes over {MAX_PARAMS:,} values (layer {i}, "
+                    f"{spec['class']}, holds {key!r} of shape {list(shape)})"
+                )
+            if key not in arrays:
+                raise ModelFileError(f"{path}: missing array {key!r}")
+            if arrays[key].shape != shape:
+                raise ModelFileError(
+                    f"{path}: array {key!r} is {arrays[key]}, layer {i} ({spec['class']}) "
+                    f"of the config holds {list(shape)}"
+                )
+        described.update(shapes)
+    leftovers = [
+        key
+        for key in arrays
+        if key not in described and not key.startswith(("optimizer/", *open_prefixes))
+    ]
+    if leftovers:
+        raise ModelFileError(f"{path}: arrays not described by the config: {leftovers[:3]}")
+
+
+def _value(path: Path, key: str, a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ModelFileError(f"{path}: array {key!r} holds NaN or infinite values")
+    return a
+
+
+def _fill(
+    path: Path,
+    target: dict[str, np.ndarray],
+    prefix: str,
+    infos: dict[str, ArrayInfo],
+    read: Callable[[str], np.ndarray],
+) -> None:
+    for name, current in target.items():
+        key = f"{prefix}/{name}"
+        info = infos.get(key)
+        if info is None:
+            raise ModelFileError(f"{path}: missing array {key!r}")
+        if info.shape != current.shape or info.dtype != current.dtype:
+            raise ModelFileError(
+                f"{path}: array {key!r} is {info}, the config expects "
+                f"{current.dtype}{list(current.shape)}"
+            )
+        current[...] = _value(path, key, read(key))
+
+
+def _build_layer(path: Path, i: int, spec: dict[str, Any]) -> Layer:
+    cls = _layer_class(path, i, spec["class"])
+    try:
+        return cls(**spec.get("config", {}))
+    except (TypeError, ValueError, BarenetError) as e:
+        raise ModelFileError(f"{path}: layer {i} ({spec['class']}) has a bad config: {e}") from None
+
+
+def _restore_optimizer(
+    path: Path, model: Sequential, infos: dict[str, ArrayInfo], read: Callable[[str], np.ndarray]
+) -> None:
+    """Load a checkpoint's optimizer state; it must fit the model's parameter buffer."""
+    assert model.optimizer is not None
+    keys = [k for k in infos if k.startswith("optimizer/")]
+    state = {k.split("/", 1)[1]: _value(path, k, read(k)) for k in keys}
+    steps = state.get("iterations")
+    if steps is None or steps.shape != () or steps.dtype != np.int64 or steps < 0:
+        raise ModelFileError(f"{path}: the optimizer state has no step count")
+    flat = model._bind()[0]
+    slots = {f"0.{s}" for s in model.optimizer.slots}
+    arrays = {k: a for k, a in state.items() if k != "iterations"}
+    if arrays and (
+        set(arrays) != slots
+        or any(a.shape != flat.shape or a.dtype != flat.dtype for a in arrays.values())
+    ):
+        raise ModelFileError(
+            f"{path}: the optimizer state {sorted(arrays)} does not fit the model's "
+            f"{flat.size} parameters of {flat.dtype} (expected {sorted(slots)})"
+        )
+    model.optimizer.load_state_dict(state)
+
+
+def build_model(
+    path: Path,
+    config: dict[str, Any],
+    infos: dict[str, ArrayInfo],
+    read: Callable[[str], np.ndarray],
+) -> Sequential:
+    """The model a checked config describes, its arrays read with ``read(name)``.
+
+    ``infos`` gives each stored array's header; ``check_arrays`` must have passed.
+    """
+    from barenet.model import Sequential
+
+    model = Sequential([_build_layer(path, i, s) for i, s in enumerate(config["layers"])])
+    for i, layer in enumerate(model.layers):
+        _fill(path, layer.params, f"param/{i}", infos, read)
+        _fill(path, layer.state(), f"state/{i}", infos, read)
+    held = {
+        f"{kind}/{i}/{name}"
+        for i, layer in enumerate(model.layers)
+        for kind, arrays in (("param", layer.params), ("state", layer.state()))
+        for name in arrays
+    }
+    leftovers = [key for key in infos if key not in held and not key.startswith("optimizer/")]
+    if leftovers:
+        raise ModelFileError(f"{path}: arrays not described by the config: {leftovers[:3]}")
+    try:
+        loss, opt = config.get("loss"), config.get("optimizer")
+        if loss:
+            model.compile(
+                loss=losses.get(loss["class"]).__class__(**loss.get("config", {})),
+                optimizer=optim.get(opt["class"].lower(), **opt.get("config", {}))
+                if opt
+                else "adam",
+                metrics=config.get("metrics", ["accuracy"]),
+            )
+    except (TypeError, ValueError, BarenetError) as e:
+        raise ModelFileError(f"{path}: bad loss or optimizer in the config: {e}") from None
+    if config.get("optimizer_state") and model.optimizer is not None:
+        _restore_optimizer(path, model, infos, read)
+    shape = config.get("input_shape")
+    model.input_shape = None if shape is None else tuple(shape)
+    model.metadata = config.get("metadata") or {}
+    return model
+
+
+# -- the .npz container ---------------------------------------------------------------------
+
+#: What reading a damaged or foreign zip archive may raise.
+_ZIP_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,  # an unknown compression method
+    RuntimeError,  # an encrypted member
+)
+
+
+@dataclass(frozen=True)
+class _Member:
+    info: zipfile.ZipInfo
+    array: ArrayInfo
+    offset: int  # bytes of .npy header before the data
+    fortran: bool
+
+
+def _header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Member:
+    """Read only the ``.npy`` header of ``info`` and check it against the zip directory."""
+    name = info.filename.removesuffix(".npy")
+    kind = name.split("/")[0]
+    if kind not in _DTYPES:
+        raise ModelFileError(f"{path}: arrays not described by the config: [{name!r}]")
+    with archive.open(info) as f:
+        version = npy.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy.read_array_header_2_0(f)
+        else:
+            raise ModelFileError(f"{path}: member {name!r} has .npy version {version}")
+        offset = f.tell()
+    array = ArrayInfo(tuple(shape), dtype)
+    if dtype not in _DTYPES[kind]:
+        raise ModelFileError(f"{path}: array {name!r} has dtype {dtype}, not a model file's")
+    if info.file_size != offset + array.size * dtype.itemsize:
+        raise ModelFileError(
+            f"{path}: array {name!r} is declared {array} but its member holds "
+            f"{info.file_size} bytes"
+        )
+    return _Member(info, array, offset, fortran)
+
+
+def _read(path: Path, archive: zipfile.ZipFile, name: str, member: _Member) -> np.ndarray:
+    """The array of a checked member: exactly its declared bytes, never more."""
+    nbytes = member.array.size * member.array.dtype.itemsize
+    with archive.open(member.info) as f:
+        f.read(member.offset)
+        data = f.read(nbytes + 1)  # reaching the end makes zipfile check the CRC
+    if len(data) != nbytes:
+        raise ModelFileError(f"{path}: array {name!r} is truncated")
+    a = np.frombuffer(data, member.array.dtype)
+    return a.reshape(member.array.shape, order="F" if member.fortran else "C")
+
+
+@contextmanager
+def _zip_errors(path: Path) -> Iterator[None]:
+    """Turn whatever a damaged archive raises into a ModelFileError."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except _ZIP_ERRORS as e:
+        raise ModelFileError(f"{path}: not a readable barenet model file ({e})") from None
+
+
+def _npz_members(path: Path, archive: zipfile.ZipFile) -> dict[str, _Member]:
+    if "config.npy" not in archive.namelist():
+        raise ModelFileError(f"{path}: not a barenet model file (no config)")
+    members: dict[str, _Member] = {}
+    for info in archive.infolist():
+        name = info.filename.removesuffix(".npy")
+        if name == info.filename or name in members:
+            raise ModelFileError(
+                f"{path}: not a barenet model file (member {info.filename!r} is not one array)"
+            )
+        members[name] = _header(path, archive, info)
+    return members
+
+
+def load_model(path: str | Path) -> Sequential:
+    """Load a model saved by ``Sequential.save``: architecture, weights, loss, optimizer
+    (with its state when the file is a checkpoint) and metadata."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".onnx"):  # the other formats, by extension
+        from barenet.export import from_onnx
+        from barenet.safetensors_io import load_safetensors
+
+        return (load_safetensors if path.suffix == ".safetensors" else from_onnx)(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    with _zip_errors(path), zipfile.ZipFile(path) as archive:
+        members = _npz_members(path, archive)
+        raw = members.pop("config", None)
+        if raw is None or len(raw.array.shape) != 1:
+            raise ModelFileError(f"{path}: not a barenet model file (no config)")
+        if raw.array.size > MAX_CONFIG_BYTES:
+            raise ModelFileError(
+                f"{path}: the model config is {raw.array.size:,} bytes, over {MAX_CONFIG_BYTES:,}"
+            )
+        config = parse_config(path, _read(path, archive, "config", raw).tobytes())
+        infos = {name: m.array for name, m in members.items()}
+        check_arrays(path, config, infos)
+        return build_model(
+            path, config, infos, lambda name: _read(path, archive, name, members[name])
+        )
 
 
 def save_model(
@@ -37,9 +538,10 @@ def save_model(
     include_optimizer: bool = False,
     epoch: int | None = None,
 ) -> Path:
-    """Save ``model`` to ``path`` (``.npz`` is appended when missing); returns the path."""
+    """Save ``model`` to ``path`` (``.npz`` is appended when missing; ``.safetensors``
+    writes that format); returns the path."""
     path = Path(path)
-    if path.suffix != ".npz":
+    if path.suffix not in (".npz", ".safetensors"):
         path = path.with_name(path.name + ".npz")
     config: dict[str, Any] = {"format": FORMAT, "version": VERSION, **model.get_config()}
     config["metadata"] = model.metadata
@@ -57,99 +559,14 @@ def save_model(
             arrays[f"optimizer/{key}"] = a
     try:
         text = json.dumps(config, allow_nan=False)
-    except (TypeError, ValueError) as e:
+        check_config(path, json.loads(text))  # a file that is written can be read
+    except (TypeError, ValueError, ModelFileError) as e:
         raise BarenetError(f"model config cannot be saved as JSON: {e}") from None
+    if path.suffix == ".safetensors":
+        from barenet.safetensors_io import save_safetensors
+
+        save_safetensors(path, text, arrays)
+        return path
     arrays["config"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     return path
-
-
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ModelFileError(f"{path}: not a barenet model file (a bare .npy array)")
-            arrays = {k: npz[k] for k in npz.files}
-    except ModelFileError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise ModelFileError(f"{path}: not a readable barenet model file ({e})") from None
-    raw = arrays.pop("config", None)
-    if raw is None or raw.dtype != np.uint8:
-        raise ModelFileError(f"{path}: not a barenet model file (no config)")
-    try:
-        config = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: the model config is not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a barenet model file (format is not {FORMAT!r})")
-    if config.get("version") != VERSION:
-        raise ModelFileError(
-            f"{path}: model format version {config.get('version')!r}; this barenet reads {VERSION}"
-        )
-    return config, arrays
-
-
-def _build_layer(path: Path, i: int, spec: Any) -> Layer:
-    if not isinstance(spec, dict) or spec.get("class") not in Layer.registry:
-        name = spec.get("class") if isinstance(spec, dict) else spec
-        raise ModelFileError(f"{path}: layer {i} has unknown class {name!r}")
-    try:
-        return Layer.registry[spec["class"]](**spec.get("config", {}))
-    except (TypeError, ValueError, BarenetError) as e:
-        raise ModelFileError(f"{path}: layer {i} ({spec['class']}) has a bad config: {e}") from None
-
-
-def _fill(
-    path: Path, what: str, target: dict[str, np.ndarray], arrays: dict[str, np.ndarray], prefix: str
-) -> None:
-    for name, current in target.items():
-        key = f"{prefix}/{name}"
-        if key not in arrays:
-            raise ModelFileError(f"{path}: missing array {key!r}")
-        a = arrays.pop(key)
-        if a.shape != current.shape or a.dtype != current.dtype:
-            raise ModelFileError(
-                f"{path}: {what} {key!r} is {a.dtype}{list(a.shape)}, the config expects "
-                f"{current.dtype}{list(current.shape)}"
-            )
-        current[...] = a
-
-
-def load_model(path: str | Path) -> Sequential:
-    """Load a model saved by ``Sequential.save``: architecture, weights, loss, optimizer
-    (with its state when the file is a checkpoint) and metadata."""
-    from barenet.model import Sequential
-
-    path = Path(path)
-    config, arrays = _read(path)
-    specs = config.get("layers")
-    if not isinstance(specs, list):
-        raise ModelFileError(f"{path}: the config has no layer list")
-    model = Sequential([_build_layer(path, i, s) for i, s in enumerate(specs)])
-    for i, layer in enumerate(model.layers):
-        _fill(path, "parameter", layer.params, arrays, f"param/{i}")
-        _fill(path, "state", layer.state(), arrays, f"state/{i}")
-    leftovers = [k for k in arrays if not k.startswith("optimizer/")]
-    if leftovers:
-        raise ModelFileError(f"{path}: arrays not described by the config: {leftovers[:3]}")
-    try:
-        if config.get("loss"):
-            opt = config.get("optimizer")
-            model.compile(
-                loss=losses.get(config["loss"]["class"]).__class__(**config["loss"]["config"]),
-                optimizer=optim.get(opt["class"].lower(), **opt["config"]) if opt else "adam",
-                metrics=config.get("metrics", ["accuracy"]),
-            )
-        if config.get("optimizer_state") and model.optimizer is not None:
-            state = {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith("optimizer/")}
-            model._bind()
-            model.optimizer.load_state_dict(state)
-    except (TypeError, KeyError, ValueError, BarenetError) as e:
-        raise ModelFileError(f"{path}: bad loss or optimizer in the config: {e}") from None
-    shape = config.get("input_shape")
-    model.input_shape = tuple(shape) if isinstance(shape, list) else None
-    model.metadata = config.get("metadata") or {}
-    return model

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from barenet import init as initialisers
-from barenet.errors import ArgumentError, check_int, check_positive, is_real
+from barenet.errors import ArgumentError, check_float_dtype, check_int, check_positive, is_real
 
 __all__ = ["Dense", "Dropout", "Flatten", "Layer"]
 
@@ -70,6 +70,14 @@ class Layer:
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, JSON-serialisable, so ``type(self)(**config)`` rebuilds it."""
         return {}
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+        """Shapes of the arrays ``cls(**config)`` would hold, named as a model file stores
+        them (``param/<name>``, ``state/<name>``), found without building the layer, so a
+        file can be checked before anything is allocated. None when unknown: the layer is
+        then built to find out. Layers that hold arrays override this."""
+        return None
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays saved with the model besides ``params`` (BatchNorm's running statistics)."""
@@ -131,7 +139,7 @@ class Dense(Layer):
         self._initialiser = initialisers.get(init)
         self.weight_l1, self.weight_l2 = float(weight_l1), float(weight_l2)
         self.bias_l1, self.bias_l2 = float(bias_l1), float(bias_l2)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype("dtype", dtype)
         self._x: np.ndarray | None = None
         self.reset_parameters(rng)
 
@@ -188,6 +196,12 @@ class Dense(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_features,)
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        out = check_int("out_features", config.get("out_features"))
+        weight = (out, check_int("in_features", config.get("in_features")))
+        return {"param/weight": weight, "param/bias": (out,)}
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

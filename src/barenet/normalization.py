@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from barenet import parallel
-from barenet.errors import ArgumentError, check_positive, is_real
+from barenet.errors import ArgumentError, check_float_dtype, check_int, check_positive, is_real
 from barenet.layers import Layer
 
 __all__ = ["BatchNorm"]
@@ -64,7 +64,7 @@ class BatchNorm(Layer):
         check_positive("eps", eps)
         self.num_features = int(num_features)
         self.momentum, self.eps = float(momentum), float(eps)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype("dtype", dtype)
         self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
         self.running_var = np.ones(self.num_features, dtype=self.dtype)
         self._cache: tuple[np.ndarray, np.ndarray, bool] | None = None
@@ -154,6 +154,12 @@ class BatchNorm(Layer):
 
     def state(self) -> dict[str, np.ndarray]:
         return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        n = (check_int("num_features", config.get("num_features")),)
+        names = ("param/weight", "param/bias", "state/running_mean", "state/running_var")
+        return dict.fromkeys(names, n)
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"num_features": self.num_features}
