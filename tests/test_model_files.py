@@ -320,6 +320,7 @@ def test_saving_refuses_metadata_that_would_not_load(tmp_path):
 @pytest.mark.parametrize("case", ["metadata", "class", "nan"])
 def test_the_command_line_shows_one_line(tmp_path, capsys, command, case):
     config = dense_config(2, 3)
+    config["metadata"] = {"dataset": "mnist"}
     arrays = small_arrays()
     if case == "metadata":
         config["metadata"] = [1]
@@ -331,7 +332,9 @@ def test_the_command_line_shows_one_line(tmp_path, capsys, command, case):
     args = [command, str(path)] + (["picture.png"] if command == "predict" else [])
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "bad.npz" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    reason = {"metadata": "config.metadata", "class": "config.layers[0].class", "nan": "NaN"}
+    assert "bad.npz" in err and reason[case] in err, err
 
 
 # -- fuzzing ---------------------------------------------------------------------------------------
