@@ -10,6 +10,7 @@ from barenet import (
     augment,
     callbacks,
     conv,
+    doctor,
     init,
     layers,
     losses,
@@ -26,9 +27,11 @@ from barenet.callbacks import (
     EarlyStopping,
     History,
     LearningRateScheduler,
+    Monitor,
     ProgressBar,
 )
 from barenet.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
+from barenet.doctor import diagnose
 from barenet.errors import (
     ArgumentError,
     BarenetError,
@@ -80,6 +83,7 @@ __all__ = [
     "Loss",
     "MaxPool2D",
     "ModelFileError",
+    "Monitor",
     "Optimizer",
     "ProgressBar",
     "RMSprop",
@@ -97,6 +101,8 @@ __all__ = [
     "callbacks",
     "check_grad",
     "conv",
+    "diagnose",
+    "doctor",
     "init",
     "layers",
     "load_model",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from barenet.activations import ReLU
+from barenet.doctor import layer_names, saturated_fraction
 from barenet.errors import ArgumentError
 
 if TYPE_CHECKING:
@@ -24,6 +27,7 @@ __all__ = [
     "EarlyStopping",
     "History",
     "LearningRateScheduler",
+    "Monitor",
     "ProgressBar",
 ]
 
@@ -231,3 +235,101 @@ class LearningRateScheduler(Callback):
         if not math.isfinite(lr) or lr <= 0:
             raise ArgumentError(f"the schedule returned lr={lr!r} at epoch {epoch}")
         optimizer.lr = lr
+
+
+class Monitor(Callback):
+    """Health figures of every layer, per epoch, added to the History that ``fit`` returns::
+
+        history = model.fit(x, y, epochs=5, callbacks=[bn.callbacks.Monitor()])
+        history["monitor/dense_1/grad_norm"]     # mean gradient norm over each epoch
+
+    For each layer with parameters: ``grad_norm`` (mean over the epoch's batches),
+    ``weight_norm`` and ``weight_change`` (how far the epoch moved the weights, relative to
+    their norm at its start); for each ReLU: ``dead`` (the share of units, or channels,
+    that never fired during the epoch); for each sigmoid/tanh: ``saturated`` (the mean
+    share of outputs within 0.01 of their bounds). The same lists are in ``self.history``.
+
+    Warns once per layer when a ReLU layer dies (``dead`` above ``dead``) or a gradient
+    explodes (not finite, or ``explode`` times its norm in the first epoch).
+    """
+
+    def __init__(self, *, dead: float = 0.9, explode: float = 1e3) -> None:
+        self.dead, self.explode = float(dead), float(explode)
+        self.history: dict[str, list[float]] = {}
+        self.warned: set[str] = set()
+
+    def on_train_begin(self, logs: Logs) -> None:
+        self._names = layer_names(self.model.layers)
+        self._first: dict[int, float] = {}
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        layers = self.model.layers
+        self._start = {i: [p.copy() for p in l.params.values()] for i, l in enumerate(layers)}
+        self._grad_sum = dict.fromkeys(range(len(layers)), 0.0)
+        self._alive: dict[int, np.ndarray] = {}
+        self._saturated: dict[int, float] = {}
+        self._batches = 0
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        self._batches += 1
+        for i, layer in enumerate(self.model.layers):
+            if layer.params:
+                total = sum(float(np.vdot(g, g)) for g in layer.grads.values())
+                self._grad_sum[i] += math.sqrt(total) if total >= 0 else math.nan
+            y = getattr(layer, "_y", None)
+            if not isinstance(y, np.ndarray) or y.ndim < 2:
+                continue
+            if isinstance(layer, ReLU):
+                fired = y.max(axis=tuple(a for a in range(y.ndim) if a != 1)) > 0
+                self._alive[i] = fired | self._alive[i] if i in self._alive else fired
+            share = saturated_fraction(layer, y)
+            if share is not None:
+                self._saturated[i] = self._saturated.get(i, 0.0) + share
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        figures: dict[str, float] = {}
+        steps = max(self._batches, 1)
+        for i, layer in enumerate(self.model.layers):
+            name = self._names[i]
+            if layer.params:
+                grad = self._grad_sum[i] / steps
+                now = list(layer.params.values())
+                size = math.sqrt(sum(float(np.vdot(p, p)) for p in self._start[i]))
+                moved = math.sqrt(
+                    sum(
+                        float(np.vdot(p - q, p - q))
+                        for p, q in zip(now, self._start[i], strict=True)
+                    )
+                )
+                figures[f"{name}/grad_norm"] = grad
+                figures[f"{name}/weight_norm"] = math.sqrt(sum(float(np.vdot(p, p)) for p in now))
+                figures[f"{name}/weight_change"] = moved / size if size else math.nan
+                first = self._first.setdefault(i, grad)
+                if not math.isfinite(grad) or (first > 0 and grad > self.explode * first):
+                    self._warn(
+                        f"{name}/explode",
+                        f"{name}: the gradient norm is {grad:.3g} at epoch {epoch + 1} "
+                        f"(epoch 1: {first:.3g}); lower the learning rate or clip gradients",
+                    )
+            if i in self._alive:
+                dead = float(1.0 - self._alive[i].mean())
+                figures[f"{name}/dead"] = dead
+                if dead > self.dead:
+                    self._warn(
+                        f"{name}/dead",
+                        f"{name}: {dead:.0%} of its ReLU units never fired in epoch "
+                        f"{epoch + 1}; they pass no gradient (lower the learning rate, check "
+                        "the input scale)",
+                    )
+            if i in self._saturated:
+                figures[f"{name}/saturated"] = self._saturated[i] / steps
+        history = self.model.history
+        for key, value in figures.items():
+            self.history.setdefault(f"monitor/{key}", []).append(value)
+            if history is not None:
+                history.history.setdefault(f"monitor/{key}", []).append(value)
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=2)

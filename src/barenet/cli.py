@@ -156,6 +156,34 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_doctor(sub: Any) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check a model's gradients, layer contracts and training health on one batch",
+        description="Run a model on one batch and report wrong gradients, broken layer "
+        "contracts, dead or saturated units, the loss against log(C), and the inputs and "
+        "labels. Exit status 1 when the report has errors (a wrong gradient, say), 0 "
+        "otherwise. Usage: barenet doctor MODEL.npz [--dataset NAME], barenet doctor "
+        "--pretrained NAME, or barenet doctor --script FILE.py (defining model, x and y).",
+    )
+    p.add_argument("model", nargs="?", help="a model file saved by barenet (model.npz)")
+    p.add_argument(
+        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
+    )
+    p.add_argument("--script", help="a Python file that defines model, x and y")
+    p.add_argument("--dataset", default=None, help="training set to take the batch from")
+    p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
+    p.add_argument("--batch-size", type=int, default=256, help="default %(default)s")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=12,
+        help="entries of each input and parameter array checked by finite differences",
+    )
+    p.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="barenet",
@@ -166,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_predict(sub)
     _add_demo(sub)
+    _add_doctor(sub)
     data_commands.add_parser(sub)
     add_serve_parser(sub)
     return parser
@@ -301,11 +330,65 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _script(path: str) -> tuple[Any, Any, Any]:
+    """``model``, ``x`` and ``y`` as defined by the Python file ``path``."""
+    import runpy
+
+    if not Path(path).is_file():
+        raise ArgumentError(f"script {path}: no such file")
+    try:
+        names = runpy.run_path(path, run_name="__barenet_doctor__")
+    except (Exception, SystemExit) as e:
+        raise ArgumentError(f"script {path} raised {type(e).__name__}: {e}") from None
+    missing = [k for k in ("model", "x", "y") if k not in names]
+    if missing:
+        raise ArgumentError(
+            f"script {path} must define model, x and y; missing {', '.join(missing)}"
+        )
+    return names["model"], names["x"], names["y"]
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from barenet.doctor import diagnose
+
+    if args.script:
+        if args.model or args.pretrained:
+            raise ArgumentError("give a model file, --pretrained NAME or --script FILE, not two")
+        model, x, y = _script(args.script)
+        label = args.script
+    else:
+        model, label = _load(args, args.model)
+        dataset = args.dataset or model.metadata.get("dataset")
+        if dataset is None:
+            raise ArgumentError(f"{label} does not say which dataset it learned: give --dataset")
+        (x_train, y), _ = load(get_spec(dataset).name, args.data_dir)
+        x = scale(x_train)
+    try:
+        report = diagnose(
+            model, x, y, batch_size=args.batch_size, samples=args.samples, seed=args.seed
+        )
+    except BarenetError:
+        raise
+    except Exception as e:  # a model that cannot even run on the batch
+        raise ArgumentError(
+            f"{label}: the model failed on the batch: {type(e).__name__}: {e}"
+        ) from None
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_dict(), indent=1, default=float))
+    else:
+        print(f"barenet doctor: {label}")
+        print(report)
+    return 1 if report.errors else 0
+
+
 COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
     "predict": _predict,
     "demo": _demo,
+    "doctor": _doctor,
     "data": data_commands.run,
     "serve": run_serve,
 }

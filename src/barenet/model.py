@@ -16,6 +16,7 @@ from barenet import losses as losses_mod
 from barenet import optim, parallel
 from barenet.activations import sigmoid, softmax
 from barenet.callbacks import Callback, History, ProgressBar
+from barenet.doctor import Report, diagnose, unbound_gradients
 from barenet.errors import ArgumentError, BarenetError, TrainingError, check_int, is_real
 from barenet.init import as_rng
 from barenet.layers import Layer
@@ -58,6 +59,8 @@ class Sequential:
         self.stop_training = False
         self._flat: np.ndarray | None = None
         self._flat_grads: np.ndarray | None = None
+        #: The History of the latest ``fit`` (callbacks such as Monitor add to it).
+        self.history: History | None = None
 
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
@@ -344,7 +347,7 @@ class Sequential:
         first_learner = learners[0]
         n = len(x)
         steps = math.ceil(n / batch_size)
-        history = History()
+        history = self.history = History()
         cbs: list[Callback] = [history]
         if verbose not in (0, False, "silent"):
             cbs.append(ProgressBar(initial_epoch + epochs, steps))
@@ -389,6 +392,8 @@ class Sequential:
                         for layer in reversed(body[first_learner + 1 :]):
                             grad = layer.backward(grad)
                         body[first_learner].param_backward(grad)
+                        if b == 0 and (unbound := unbound_gradients(self.layers, flat, flat_grads)):
+                            raise TrainingError(unbound)  # a layer that would never train
                         optimizer.step([flat], [flat_grads])
                         seen += len(idx)
                         loss_sum += loss * len(idx)
@@ -438,6 +443,11 @@ class Sequential:
         for layer in self.layers:
             shape = layer.output_shape(shape)
         return shape[0] if len(shape) == 1 else None
+
+    def diagnose(self, x: Any, y: Any, **options: Any) -> Report:
+        """Check gradients, layer contracts and training health on one batch, on copies of
+        the model; see ``barenet.doctor.diagnose``."""
+        return diagnose(self, x, y, **options)
 
     # ---- description and files ----------------------------------------------------------
     def summary(self, print_fn: Any = print) -> None:
