@@ -140,6 +140,8 @@ def test_mismatched_lengths_and_wrong_width():
     model = spiral_model()
     with pytest.raises(ValueError, match="30 samples vs 29 targets"):
         model.fit(x, y[:-1], verbose=0)
+    assert model.input_shape is None  # a refused fit leaves nothing behind
+    model.fit(x, y, verbose=0)
     with pytest.raises(ValueError, match=r"shape \(2,\), got \(5,\)"):
         model.predict(np.zeros((4, 5), dtype=np.float32))
     with pytest.raises(bn.BarenetError, match="compile"):

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,29 @@ from barenet.metrics import accuracy
 __all__ = ["Sequential"]
 
 _METRICS = ("accuracy", "mae", "mse")
+
+
+@dataclass
+class _TrainingState:
+    """What ``fit`` restores when the loss turns NaN: see ``Sequential._training_state``."""
+
+    weights: np.ndarray
+    buffers: list[dict[str, np.ndarray]]
+    optimizer: dict[str, Any]
+
+
+_NO_TARGETS: Any = object()  # predict's data: x alone
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    """``np.asarray(value)``, or ArgumentError when NumPy cannot make one array of it."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ArgumentError(
+            f"{name} must be an array of numbers, got a {type(value).__name__} NumPy cannot "
+            f"make one array of ({e})"
+        ) from None
 
 
 class Sequential:
@@ -152,51 +176,101 @@ class Sequential:
         return sum(layer.num_params() for layer in self.layers)
 
     # ---- data checks ------------------------------------------------------------------
-    def _check_x(self, x: Any, name: str = "x") -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim < 2 or len(x) == 0:
+    def _check_data(
+        self,
+        x: Any,
+        y: Any = _NO_TARGETS,
+        *,
+        names: tuple[str, str] = ("x", "y"),
+        warn: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``x`` as a contiguous array of the model's dtype, and ``y`` (when given) as an
+        array with one target per sample, or ArgumentError naming the argument and what it
+        holds. fit, evaluate and predict all read their data through here; ``warn`` (fit)
+        also warns about unscaled inputs."""
+        x_name, y_name = names
+        xa = _as_array(x_name, x)
+        if xa.dtype.kind not in "iuf":
             raise ArgumentError(
-                f"{name} must be a non-empty batch of shape (N, ...), got {x.shape}"
+                f"{x_name} must hold real numbers (integers or floats), got dtype {xa.dtype}"
             )
-        if self.input_shape is not None and x.shape[1:] != self.input_shape:
+        if xa.ndim < 2 or xa.size == 0:
             raise ArgumentError(
-                f"{name} must have samples of shape {self.input_shape}, got {x.shape[1:]}"
+                f"{x_name} must be a non-empty batch of shape (N, ...), got shape {xa.shape}"
             )
-        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-            raise ArgumentError(f"{name} must be numeric, got dtype {x.dtype}")
-        return np.ascontiguousarray(x, dtype=self.dtype)
-
-    def _check_xy(self, x: Any, y: Any, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
-        y = np.asarray(y)
-        x_len = len(x) if hasattr(x, "__len__") else None
-        if x_len != len(y):
+        if self.input_shape is not None and xa.shape[1:] != self.input_shape:
             raise ArgumentError(
-                f"{name} and its targets differ in length: {x_len} samples vs {len(y)} targets"
+                f"{x_name} must have samples of shape {self.input_shape}, got {xa.shape[1:]}"
             )
-        return self._check_x(x, name), y
+        with np.errstate(over="ignore", invalid="ignore"):  # too large for float32: inf
+            out = np.ascontiguousarray(xa, dtype=self.dtype)
+        if not math.isfinite(float(out.min())) or not math.isfinite(float(out.max())):
+            if xa.dtype.kind == "f" and not np.isfinite(xa).all():
+                raise ArgumentError(f"{x_name} contains NaN or infinite values")
+            raise ArgumentError(f"{x_name} holds numbers too large for {self.dtype}")
+        if warn:
+            self._warn_if_unscaled(xa.dtype, out)
+        if y is _NO_TARGETS:
+            return out, None
+        ya = _as_array(y_name, y)
+        if ya.dtype.kind not in "biuf":
+            raise ArgumentError(f"{y_name} must hold numbers, got dtype {ya.dtype}")
+        if ya.ndim not in (1, 2):
+            raise ArgumentError(
+                f"{y_name} must hold one target per sample, shape (N,) or (N, K), "
+                f"got shape {ya.shape}"
+            )
+        if len(ya) != len(out):
+            raise ArgumentError(
+                f"{x_name} and {y_name} differ in length: {len(out)} samples vs {len(ya)} targets"
+            )
+        if ya.dtype.kind == "f" and not np.isfinite(ya).all():
+            raise ArgumentError(f"{y_name} contains NaN or infinite values")
+        if ya.dtype.kind == "b":
+            ya = ya.astype(np.uint8)
+        if self.loss is not None and self.loss.kind == "multiclass":
+            self._check_classes(y_name, ya, self._output_width(out.shape[1:]))
+        return out, ya
 
     @staticmethod
-    def _warn_if_unscaled(x: np.ndarray) -> None:
-        """Warn about integer or large inputs, refuse NaN/inf, judging by the first 10,000
-        samples: enough to see the scale, and cheap on every fit call. A NaN further on
-        still stops training, through the finite-loss check."""
-        if np.issubdtype(x.dtype, np.integer):
+    def _check_classes(name: str, y: np.ndarray, width: int | None) -> None:
+        """Class ids in [0, classes) or one-hot rows as wide as the output: checked before
+        training starts rather than by the loss at the batch where a bad one turns up."""
+        if y.ndim == 2:
+            if width is not None and y.shape[1] != width:
+                raise ArgumentError(
+                    f"{name} must be class ids (N,) or one-hot rows (N, {width}), "
+                    f"got shape {y.shape}"
+                )
+            return
+        if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+            raise ArgumentError(f"{name} of shape (N,) must be integer class ids")
+        low, high = float(y.min()), float(y.max())
+        if low < 0 or (width is not None and high >= width):
+            bound = f"[0, {width})" if width is not None else "[0, inf)"
+            raise ArgumentError(
+                f"{name} must be class ids in {bound}, got values in [{low:g}, {high:g}]"
+            )
+
+    @staticmethod
+    def _warn_if_unscaled(dtype: np.dtype, x: np.ndarray) -> None:
+        """Warn about integer or large inputs, judging by the first 10,000 samples: enough
+        to see the scale, and cheap on every fit call."""
+        if dtype.kind in "iu":
             warnings.warn(
-                f"inputs are integers ({x.dtype}); scale them first, e.g. x / 255 for pixels",
+                f"inputs are integers ({dtype}); scale them first, e.g. x / 255 for pixels",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return
         sample = x[:10_000]
         peak = max(-float(sample.min()), float(sample.max()))  # max |x|, no temporary array
-        if not math.isfinite(peak):
-            raise ArgumentError("inputs contain NaN or infinite values")
         if peak > 10:
             warnings.warn(
                 f"inputs reach |x| = {peak:.4g}; networks train best on inputs scaled to about "
                 "[-1, 1] (e.g. pixels / 255, or standardised features)",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     # ---- forward passes ---------------------------------------------------------------
@@ -228,14 +302,15 @@ class Sequential:
     def predict_proba(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities (N, C) for classifiers; raw outputs for regression."""
         batch_size = check_int("batch_size", batch_size)
-        x = self._check_x(x)
-        with self._threads():
+        x, _ = self._check_data(x)
+        with self._threads(), np.errstate(over="ignore", invalid="ignore"):
             out = np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
-        if self.loss is not None and self.loss.from_logits and not self._fused():
-            if self.loss.kind == "multiclass":
-                return softmax(out, axis=1)
-            if self.loss.kind == "binary":
-                return sigmoid(out)
+            self._check_outputs("x", x, out)
+            if self.loss is not None and self.loss.from_logits and not self._fused():
+                if self.loss.kind == "multiclass":
+                    return softmax(out, axis=1)  # logits near 3e38 overflow in x - max
+                if self.loss.kind == "binary":
+                    return sigmoid(out)
         return out
 
     def predict(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
@@ -263,19 +338,32 @@ class Sequential:
         """Loss (with regularisation penalties) and metrics over the whole of ``x``."""
         loss_fn, _ = self._require_compiled()
         batch_size = check_int("batch_size", batch_size)
-        x, y = self._check_xy(x, y)
+        x, y = self._check_data(x, y)
+        assert y is not None
         train_loss = loss_fn.on_logits() if self._fused() else loss_fn
         totals = dict.fromkeys(["loss", *self.metrics], 0.0)
-        with self._threads():
+        # Overflow shows as a NaN or infinite output (refused) or loss (reported as is).
+        with self._threads(), np.errstate(over="ignore", invalid="ignore"):
             for start in range(0, len(x), batch_size):
                 xb, yb = x[start : start + batch_size], y[start : start + batch_size]
                 out = self._logits(xb)
+                self._check_outputs("x", xb, out)
                 totals["loss"] += train_loss.forward(out, yb) * len(xb)
                 for m in self.metrics:
                     totals[m] += self._metric(m, out, yb) * len(xb)
         results = {k: v / len(x) for k, v in totals.items()}
         results["loss"] += self._penalty()
         return results
+
+    @staticmethod
+    def _check_outputs(name: str, x: np.ndarray, out: np.ndarray) -> None:
+        """Refuse inputs so large that the network's outputs overflow."""
+        if not np.isfinite(out).all():
+            peak = max(-float(x.min()), float(x.max()))
+            raise ArgumentError(
+                f"{name} drives the network's outputs to NaN or infinity (|{name}| up to "
+                f"{peak:.3g}); scale the inputs to about [-1, 1]"
+            )
 
     def _penalty(self) -> float:
         return sum(layer.penalty() for layer in self.layers)
@@ -305,8 +393,11 @@ class Sequential:
         repeats exactly what an uninterrupted run would have done.
         ``augment(x_batch, rng) -> x_batch`` transforms each training batch (e.g. random
         shifts of images); it draws from the epoch's generator, so it is seeded too.
-        A NaN or infinite loss stops training with ``TrainingError`` and restores the
-        weights from the end of the last complete epoch.
+        A NaN or infinite loss (or weights) stops training with ``TrainingError`` and
+        restores everything training changes — weights, BatchNorm's running statistics,
+        the optimizer's moments, step count and learning rate — to the end of the last
+        complete epoch, so a retry (with a lower rate, say) starts from a sound state.
+        ``x``, ``y`` and the options are checked first; bad ones raise ``ArgumentError``.
         """
         loss_fn, optimizer = self._require_compiled()
         epochs = check_int("epochs", epochs)
@@ -316,11 +407,20 @@ class Sequential:
             raise ArgumentError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if validation_data is not None and validation_split:
             raise ArgumentError("give validation_data or validation_split, not both")
-        if len(np.shape(x)) >= 1:
-            self._warn_if_unscaled(np.asarray(x))
-        if self.input_shape is None and np.ndim(x) >= 2:
-            self.input_shape = tuple(np.shape(x)[1:])
-        x, y = self._check_xy(x, y)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        if augment is not None and not callable(augment):
+            raise ArgumentError(
+                f"augment must be a function (x_batch, rng) -> x_batch, got {augment!r}"
+            )
+        given: list[Any] = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        for cb in given:
+            if not isinstance(cb, Callback):
+                raise ArgumentError(f"callbacks must be barenet Callback objects, got {cb!r}")
+        x, y = self._check_data(x, y, warn=True)
+        assert y is not None
+        if self.input_shape is None:
+            self.input_shape = x.shape[1:]
         if validation_split:
             n_val = round(len(x) * validation_split)
             if n_val < 1 or n_val >= len(x):
@@ -333,7 +433,9 @@ class Sequential:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ArgumentError("validation_data must be a pair (x_val, y_val)")
-            validation_data = self._check_xy(*validation_data, name="validation_data")
+            validation_data = self._check_data(
+                *validation_data, names=("validation_data[0]", "validation_data[1]")
+            )
 
         flat, flat_grads = self._bind()
         base_seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**62))
@@ -351,7 +453,7 @@ class Sequential:
         cbs: list[Callback] = [history]
         if verbose not in (0, False, "silent"):
             cbs.append(ProgressBar(initial_epoch + epochs, steps))
-        cbs.extend(callbacks)
+        cbs.extend(given)
         for cb in cbs:
             cb.model = self
         self.stop_training = False
@@ -359,16 +461,17 @@ class Sequential:
         for cb in cbs:
             cb.on_train_begin({})
         # Overflow inside a diverging step is reported once, by the finite-loss guard below.
+        saved: _TrainingState | None = None
         with np.errstate(over="ignore", invalid="ignore"), self._threads():
             try:
                 for epoch in range(initial_epoch, initial_epoch + epochs):
+                    saved = self._training_state()
                     rng = np.random.default_rng([base_seed, epoch])
                     for i, layer in enumerate(self.layers):
                         layer.reseed(np.random.default_rng([base_seed, epoch, i + 1]))
                     for cb in cbs:
                         cb.on_epoch_begin(epoch, {})
                     start = time.perf_counter()
-                    snapshot = flat.copy()
                     order = rng.permutation(n) if shuffle else np.arange(n)
                     loss_sum, metric_sums, seen = 0.0, dict.fromkeys(self.metrics, 0.0), 0
                     for b in range(steps):
@@ -382,7 +485,6 @@ class Sequential:
                             out = layer.forward(out, training=True)
                         loss = train_loss.forward(out, yb) + self._penalty()
                         if not math.isfinite(loss):
-                            flat[...] = snapshot
                             raise TrainingError(
                                 f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}; weights "
                                 f"restored to the start of epoch {epoch + 1}. Try a lower learning "
@@ -403,6 +505,12 @@ class Sequential:
                             logs[m] = metric_sums[m] / seen
                         for cb in cbs:
                             cb.on_batch_end(b, logs)
+                    if not self._finite():  # the epoch's last step overflowed
+                        raise TrainingError(
+                            f"weights became NaN or infinite at epoch {epoch + 1}, batch {steps}; "
+                            f"weights restored to the start of epoch {epoch + 1}. Try a lower "
+                            f"learning rate (lr={optimizer.current_lr:.3g})"
+                        )
                     logs = {"loss": loss_sum / n, **{m: s / n for m, s in metric_sums.items()}}
                     if validation_data is not None:
                         val = self.evaluate(*validation_data, batch_size=max(batch_size, 1024))
@@ -415,10 +523,44 @@ class Sequential:
                         cb.on_epoch_end(epoch, logs)
                     if self.stop_training:
                         break
+            except TrainingError:
+                # After the callbacks' on_train_end, which may set weights of their own.
+                if saved is not None:
+                    self._close_callbacks(cbs)
+                    self._restore_training_state(saved)
+                raise
             finally:
-                for cb in cbs:
-                    cb.on_train_end({})
+                self._close_callbacks(cbs)
         return history
+
+    @staticmethod
+    def _close_callbacks(cbs: list[Callback]) -> None:
+        while cbs:
+            cbs.pop(0).on_train_end({})
+
+    def _training_state(self) -> _TrainingState:
+        """A copy of everything a training step changes: the weights, the layers' buffers
+        (BatchNorm's running statistics) and the optimizer's state (moments, step count,
+        learning rate), for ``fit`` to roll back to when the loss turns NaN."""
+        assert self.optimizer is not None
+        return _TrainingState(
+            weights=self._bind()[0].copy(),
+            buffers=[{k: a.copy() for k, a in layer.state().items()} for layer in self.layers],
+            optimizer=self.optimizer.snapshot(),
+        )
+
+    def _restore_training_state(self, saved: _TrainingState) -> None:
+        assert self.optimizer is not None
+        self._bind()[0][...] = saved.weights
+        for layer, buffers in zip(self.layers, saved.buffers, strict=True):
+            for name, a in layer.state().items():
+                a[...] = buffers[name]
+        self.optimizer.restore(saved.optimizer)
+
+    def _finite(self) -> bool:
+        """Whether every weight and buffer is a finite number."""
+        arrays = [self._bind()[0], *(a for layer in self.layers for a in layer.state().values())]
+        return all(np.isfinite(a).all() for a in arrays)
 
     def _warn_if_at_chance(self, logs: dict[str, float]) -> None:
         assert self.loss is not None
@@ -436,12 +578,17 @@ class Sequential:
                 stacklevel=3,
             )
 
-    def _output_width(self) -> int | None:
-        shape = self.input_shape
+    def _output_width(self, shape: tuple[int, ...] | None = None) -> int | None:
+        """Width of the output for samples of ``shape`` (default: the model's input
+        shape), or None when it is unknown or not a flat vector."""
+        shape = shape if shape is not None else self.input_shape
         if shape is None:
             return None
-        for layer in self.layers:
-            shape = layer.output_shape(shape)
+        try:
+            for layer in self.layers:
+                shape = layer.output_shape(shape)
+        except (BarenetError, ValueError, TypeError, IndexError):
+            return None  # samples this model cannot take: its layers say so on the way
         return shape[0] if len(shape) == 1 else None
 
     def diagnose(self, x: Any, y: Any, **options: Any) -> Report:
@@ -491,6 +638,12 @@ class Sequential:
         from barenet.io import save_model
 
         return save_model(self, path, include_optimizer=include_optimizer, epoch=epoch)
+
+    def to_torch(self) -> Any:
+        """An equivalent ``torch.nn.Sequential`` in eval mode (see ``barenet.interop``)."""
+        from barenet.interop import to_torch
+
+        return to_torch(self)
 
     def __repr__(self) -> str:
         return f"Sequential([{', '.join(map(repr, self.layers))}])"

@@ -121,6 +121,22 @@ class Optimizer:
         count = len({k.split(".")[0] for k in arrays if k != "iterations"})
         self.state = [{s: np.array(arrays[f"{i}.{s}"]) for s in self.slots} for i in range(count)]
 
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of everything ``step`` and the callbacks change (step count, learning
+        rate, state arrays), for ``restore``: ``fit`` rolls back to it when the loss turns
+        NaN, so a retry starts from the moments and schedule position of a sound epoch."""
+        return {
+            "iterations": self.iterations,
+            "lr": self.lr,
+            "state": [{k: a.copy() for k, a in st.items()} for st in self.state],
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Go back to what ``snapshot`` copied (the snapshot stays usable)."""
+        self.iterations = snapshot["iterations"]
+        self.lr = snapshot["lr"]
+        self.state = [{k: a.copy() for k, a in st.items()} for st in snapshot["state"]]
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
