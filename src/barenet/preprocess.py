@@ -13,12 +13,16 @@ the same to an arbitrary grayscale array:
 ``to_fashion`` does the same for garments, but fits them to the whole 28x28 field (as
 Fashion-MNIST was made) and centres their box instead of their mass.
 
-Everything here is NumPy; only ``load_image`` needs Pillow (the ``image`` extra).
+Everything here is NumPy; only ``load_image`` and ``decode_image`` need Pillow (the
+``image`` extra).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,9 +30,13 @@ import numpy as np
 from barenet.errors import ArgumentError, BarenetError
 
 __all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_PIXELS",
+    "PICTURE_FORMATS",
     "PREPROCESSORS",
     "center_by_mass",
     "crop_to_ink",
+    "decode_image",
     "load_image",
     "resize_area",
     "to_fashion",
@@ -182,30 +190,105 @@ def to_fashion(image: np.ndarray) -> np.ndarray:
 PREPROCESSORS = {"mnist": to_mnist, "fashion": to_fashion}
 
 
+#: The largest picture decoded, in pixels (width x height): a 12-megapixel phone photo fits.
+#: A file declaring more is refused from its header, before any pixel is decoded, so a
+#: small "decompression bomb" cannot make a reader allocate gigabytes.
+MAX_PIXELS = 4096 * 4096
+#: The largest picture file read, in bytes: room for an uncompressed 32-bit BMP of
+#: ``MAX_PIXELS`` pixels.
+MAX_FILE_BYTES = 4 * MAX_PIXELS + (1 << 20)
+#: The only formats decoded (Pillow's names). Anything else is refused unread, so none of
+#: Pillow's rarer decoders (nor Ghostscript, which Pillow runs for EPS) sees a user's file.
+PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+_HIGH_DEPTH = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grey PNGs open in one of these modes
+_OPENING = threading.Lock()  # the warnings filter below is process-wide: one opener at a time
+
+
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a picture file (PNG, JPEG, ... anything Pillow reads) as a 2-D uint8 grayscale
-    array. Transparent pixels count as white paper; the camera's EXIF rotation is applied.
+    """Read a picture file (PNG, JPEG, GIF, BMP or WebP) as a 2-D uint8 grayscale array.
+
+    Transparent pixels count as white paper; the camera's EXIF rotation is applied; of an
+    animated picture only the first frame is read. Files over ``MAX_FILE_BYTES`` bytes or
+    ``MAX_PIXELS`` pixels are refused (see :func:`decode_image`).
 
     Raises
     ------
     BarenetError
         When Pillow is not installed.
     ArgumentError
-        When the file is missing or is not a picture (the message names the file).
+        When the file is missing, too large, or not a picture (the message names the file).
+    """
+    name = f"image {os.fspath(path)!s}"
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ArgumentError(f"{name}: no such file") from None
+    except OSError as e:
+        raise ArgumentError(f"{name}: cannot be read ({e.strerror or e})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ArgumentError(
+            f"{name}: the file is larger than the limit of {MAX_FILE_BYTES:,} bytes"
+        )
+    return decode_image(data, name)
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode the bytes of a picture file as :func:`load_image` reads files.
+
+    The declared size is checked before any pixel is decoded; ``name`` starts the messages.
+
+    Raises
+    ------
+    BarenetError
+        When Pillow is not installed.
+    ArgumentError
+        When ``data`` is not a PNG, JPEG, GIF, BMP or WebP picture, is damaged, or declares
+        more than ``MAX_PIXELS`` pixels.
     """
     try:
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        from PIL import Image
     except ImportError:
         raise BarenetError("reading pictures needs Pillow: pip install 'barenet[image]'") from None
+    bomb = (Image.DecompressionBombWarning, Image.DecompressionBombError)
     try:
-        with Image.open(path) as file:
-            img: Image.Image = ImageOps.exif_transpose(file)
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(paper, rgba)
-            return np.asarray(img.convert("L"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise ArgumentError(f"image {os.fspath(path)!s}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ArgumentError(f"image {os.fspath(path)!s}: not a readable picture ({e})") from None
+        # Pillow only warns about sizes between its two bomb limits: make that an error too.
+        with _OPENING, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            picture = Image.open(io.BytesIO(data), formats=PICTURE_FORMATS)  # the header only
+    except bomb as e:
+        raise ArgumentError(
+            f"{name}: larger than the limit of {MAX_PIXELS:,} pixels ({e})"
+        ) from None
+    except Exception as e:  # a damaged file can make a decoder raise almost anything
+        raise ArgumentError(f"{name}: not a readable picture ({_reason(e)})") from None
+    with picture:
+        width, height = picture.size
+        if width * height > MAX_PIXELS:
+            raise ArgumentError(
+                f"{name} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels"
+            )
+        try:
+            return _grey(picture)
+        except Exception as e:
+            raise ArgumentError(f"{name}: not a readable picture ({_reason(e)})") from None
+
+
+def _reason(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+def _grey(picture: Any) -> np.ndarray:
+    """The current (first) frame of an open Pillow picture as uint8 grey, upright, with
+    transparency as white paper and 16-bit grey scaled (not clipped) to 0..255."""
+    from PIL import Image, ImageOps
+
+    img = ImageOps.exif_transpose(picture)
+    if img.mode in _HIGH_DEPTH:
+        wide = np.asarray(img, dtype=np.float64)
+        return np.rint(np.clip(wide, 0, 65535) / 257).astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, rgba)
+    return np.asarray(img.convert("L"), dtype=np.uint8)
