@@ -5,7 +5,7 @@
 
 The conventions, which ``tests/test_tour.py`` checks the same way:
 
-* Each chapter (``NN-name.md``) runs in one namespace of its own, block after block, in
+* Each chapter (``NN-name.md``, or ``NNb-name.md`` between two) runs in one namespace of its own, block after block, in
   a scratch folder, so files a chapter writes never land in the repository.
 * Figures go to the folder named by the environment variable ``BARENET_TOUR_IMG``; the
   chapters read it, and every ``![...](img/NAME.png)`` of a chapter must be written there.
@@ -64,8 +64,8 @@ class Result:
 
 
 def chapters() -> list[Path]:
-    """The chapter files, in reading order."""
-    return sorted(HERE.glob("[0-9][0-9]-*.md"))
+    """The chapter files, in reading order (``06b-...`` comes after ``06-...``)."""
+    return sorted(HERE.glob("[0-9][0-9]*-*.md"))
 
 
 def figures(text: str) -> list[str]:
