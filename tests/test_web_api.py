@@ -31,6 +31,7 @@ from barenet.web.app import MAX_BODY, STATIC, create_app  # noqa: E402
 from barenet.web.training import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.slow
+BASE = "http://localhost"  # a name the server answers to by default
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def digits():
 def client(mnist, fashion):
     datasets = {"mnist": mnist, "fashion": fashion}
     app = create_app({"mnist-mlp": "mnist-mlp"}, trainer=Trainer(loader=datasets.__getitem__))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=BASE) as c:
         yield c
 
 
@@ -257,7 +258,7 @@ def test_no_prediction_request_makes_a_server_error(client, body):
 def test_no_training_request_makes_a_server_error(client, body):
     r = post_json(client, "/api/train", body)
     assert r.status_code == 202 or (r.status_code == 400 and r.json()["error"])
-    client.post("/api/train/stop")
+    client.post("/api/train/stop", json={})
 
 
 def test_unknown_routes_and_methods_answer_json(client):
@@ -319,19 +320,19 @@ def test_training_streams_progress_and_ends_done(client):
 
 
 def test_a_second_run_while_one_trains_gets_409_and_stop_ends_it(client):
-    long_run = {**TINY, "samples": 59000, "epochs": 20}
+    long_run = {**TINY, "samples": 59000, "epochs": 5, "batch_size": 64}  # 4,610 steps
     first = client.post("/api/train", json=long_run)
     assert first.status_code == 202
     second = client.post("/api/train", json=TINY)
     assert second.status_code == 409
     assert "already going on" in second.json()["error"]
     started = time.monotonic()
-    stopped = client.post("/api/train/stop").json()
+    stopped = client.post("/api/train/stop", json={}).json()
     assert stopped == {"run": first.json()["run"], "status": "stopped"}
     assert time.monotonic() - started < 10
     assert events_of(client.get("/api/train/events"))[-1]["status"] == "stopped"
     assert client.post("/api/train", json=TINY).status_code == 202  # free again
-    client.post("/api/train/stop")
+    client.post("/api/train/stop", json={})
 
 
 @pytest.mark.parametrize(
@@ -362,15 +363,15 @@ def test_bad_training_settings_get_a_400(client, settings, words):
 
 def test_training_endpoints_when_nothing_runs():
     app = create_app({"plain": Sequential([Flatten(), Dense(784, 10)])})
-    with TestClient(app) as c:
+    with TestClient(app, base_url=BASE) as c:
         assert c.get("/api/train").json() == {"run": None, "status": "idle"}
-        assert c.post("/api/train/stop").json() == {"run": None, "status": "idle"}
+        assert c.post("/api/train/stop", json={}).json() == {"run": None, "status": "idle"}
         assert c.get("/api/train/events").status_code == 404
 
 
 # ---- set-up ---------------------------------------------------------------------------------
 def test_by_default_the_shipped_networks_are_served():
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url=BASE) as c:
         body = c.get("/api/models").json()
     assert body["default"] == {"mnist": "mnist-mlp", "fashion": "fashion-mlp"}
     fashion_model = next(m for m in body["models"] if m["name"] == "fashion-mlp")

@@ -15,7 +15,9 @@ Routes
 ``POST /api/train/stop``      stop the current run
 
 Every request is checked: a bad one gets a 4xx answer ``{"error": "..."}`` naming what is
-wrong. Pictures go through ``barenet.preprocess`` exactly as in ``barenet predict``.
+wrong. Before any route, ``guard.Guard`` checks the Host, the Origin and Content-Type of
+POSTs and the body's size, and adds the security headers to every answer. Pictures go
+through ``barenet.preprocess`` exactly as in ``barenet predict``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import math
-import tempfile
+import re
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -49,23 +51,22 @@ from barenet.errors import ArgumentError, BarenetError, DatasetError, ModelFileE
 from barenet.io import load_model
 from barenet.layers import Dense
 from barenet.model import Sequential
-from barenet.preprocess import PREPROCESSORS, load_image
-from barenet.web.training import RunBusyError, Trainer, TrainSettings
+from barenet.preprocess import MAX_PIXELS, PREPROCESSORS, decode_image
+from barenet.web.guard import LOOPBACK, Guard, check_host_name
+from barenet.web.training import DatasetMissingError, RunBusyError, Trainer, TrainSettings
 
 __all__ = ["MAX_BODY", "MAX_IMAGE_PIXELS", "ModelSpec", "create_app", "resolve_model"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20  #: largest request body accepted, in bytes (1 MiB)
-MAX_IMAGE_PIXELS = 2048 * 2048  #: largest picture (width x height) decoded
+MAX_IMAGE_PIXELS = MAX_PIXELS  #: largest picture (width x height) decoded, as in predict
+DECODERS = 2  #: pictures decoded at once (each may take ~400 MB at MAX_PIXELS)
 SIDE = 28
 POLL_SECONDS = 0.1  #: how often an event stream looks for new training events
 HEARTBEAT = 50  #: polls without news before the stream sends a comment line
 IMAGE_TYPES = ("png", "jpeg", "webp", "gif", "bmp")
 _HIDDEN = (ReLU, LeakyReLU, Sigmoid, Tanh)  # layers whose output is a hidden activation
-_CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
+_DECODING = threading.BoundedSemaphore(DECODERS)
 
 #: A network to serve: a shipped name ("mnist-mlp"), a model file, or a model object.
 ModelSpec = str | Path | Sequential
@@ -187,13 +188,16 @@ async def _json_body(request: Request, limit: int = MAX_BODY) -> Any:
         raise _bad("the body must be JSON (Content-Type: application/json)", 415)
     length = request.headers.get("content-length", "")
     too_big = f"the body is larger than the limit of {limit} bytes"
-    if length.isdigit() and int(length) > limit:
+    if re.fullmatch(r"[0-9]{1,19}", length) and int(length) > limit:
         raise _bad(too_big, 413)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _bad(too_big, 413)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _bad(too_big, 413)
+    except ClientDisconnect:  # nobody is left to answer; the 400 goes nowhere
+        raise _bad("the client hung up before the body ended") from None
     try:
         return json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
@@ -232,28 +236,11 @@ def _data_url(value: Any) -> bytes:
         raise ArgumentError("image: the data URL's base64 payload is malformed") from None
 
 
-def _picture(data: bytes) -> np.ndarray:
-    """Decode picture bytes to a grayscale array the way ``barenet predict`` reads files."""
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise BarenetError("reading pictures needs Pillow: pip install 'barenet[image]'") from None
-    try:
-        with Image.open(io.BytesIO(data)) as img:  # reads the header only
-            width, height = img.size
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ArgumentError(f"image is not a readable picture ({e})") from None
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ArgumentError(
-            f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels"
-        )
-    with tempfile.TemporaryDirectory(prefix="barenet-web-") as folder:
-        path = Path(folder) / "upload"
-        path.write_bytes(data)
-        try:
-            return load_image(path)
-        except ArgumentError as e:
-            raise ArgumentError(str(e).replace(str(path), "image")) from None
+def _picture(data: bytes, served: Served) -> np.ndarray:
+    """Picture bytes as the 28x28 image ``served`` reads, decoded and prepared as ``barenet
+    predict`` reads a file; at most ``DECODERS`` at once, to bound the memory they take."""
+    with _DECODING:
+        return served.prepare(decode_image(data, "image"))
 
 
 class App:
@@ -274,7 +261,7 @@ class App:
 
     # ---- routes ---------------------------------------------------------------------------
     async def index(self, request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": _CSP})
+        return FileResponse(STATIC / "index.html")
 
     async def models(self, request: Request) -> Response:
         defaults = {
@@ -302,8 +289,7 @@ class App:
             grid = _pixels(body["pixels"])
             image = served.prepare(grid.round().astype(np.uint8)) if preprocess else grid
         else:
-            picture = await run_in_threadpool(_picture, _data_url(body["image"]))
-            image = await run_in_threadpool(served.prepare, picture)
+            image = await run_in_threadpool(_picture, _data_url(body["image"]), served)
         image = np.rint(image).astype(np.uint8)
         return JSONResponse(await run_in_threadpool(served.answer, image))
 
@@ -330,6 +316,7 @@ class App:
 
     async def train_start(self, request: Request) -> Response:
         settings = TrainSettings.from_json(await _json_body(request))
+        await run_in_threadpool(self.trainer.dataset, settings.dataset)  # here, or a 409 now
         run = self.trainer.start(settings)
         return JSONResponse({"run": run.id, "settings": settings.to_json()}, status_code=202)
 
@@ -380,10 +367,12 @@ class App:
 
 
 def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    """Query parameter ``name``: ASCII digits only (``str.isdigit`` and ``int`` also take
+    "²" or "١"), at most nine of them, from ``lo`` to ``hi``."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not lo <= int(raw) <= hi:
         raise ArgumentError(f"{name} must be an integer from {lo} to {hi}, got {raw!r}")
     return int(raw)
 
@@ -391,7 +380,7 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> i
 async def _error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         status, message = exc.status_code, str(exc.detail)
-    elif isinstance(exc, RunBusyError):
+    elif isinstance(exc, (RunBusyError, DatasetMissingError)):
         status, message = 409, str(exc)
     elif isinstance(exc, DatasetError):
         status, message = 503, str(exc)
@@ -404,6 +393,7 @@ def create_app(
     models: Mapping[str, ModelSpec] | None = None,
     *,
     trainer: Trainer | None = None,
+    allowed_hosts: Iterable[str] = LOOPBACK,
 ) -> Starlette:
     """The demo's Starlette application.
 
@@ -416,13 +406,22 @@ def create_app(
         ``fashion-mlp`` (those that are installed).
     trainer : Trainer, optional
         Runs the Learn page's training (a new one by default).
+    allowed_hosts : iterable of str, optional
+        The names (or IP addresses) requests may give in their Host header; others get a
+        400. By default this machine's loopback names: localhost, 127.0.0.1 and ::1.
 
     Raises
     ------
     ArgumentError, ModelFileError
         When there is no model, or one cannot be found or read, or does not classify
-        28x28 images.
+        28x28 images, or a host name is malformed.
     """
+    if isinstance(allowed_hosts, str):
+        raise ArgumentError(f"allowed_hosts must be a list of names, got {allowed_hosts!r}")
+    try:
+        hosts = [check_host_name(name) for name in allowed_hosts]
+    except ValueError as e:
+        raise ArgumentError(f"allowed_hosts: {e}") from None
     if models is None:
         from barenet import pretrained
 
@@ -452,6 +451,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(Guard, allowed_hosts=hosts, max_body=MAX_BODY)],
         exception_handlers={HTTPException: _error, BarenetError: _error},
     )
     app.state.barenet = state

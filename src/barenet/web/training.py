@@ -15,6 +15,7 @@ unseen, as in ``barenet train``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -25,14 +26,25 @@ import numpy as np
 
 from barenet import architectures
 from barenet.callbacks import Callback
-from barenet.datasets import load, scale
+from barenet.datasets import cache, scale, sources
 from barenet.datasets.specs import get_spec
-from barenet.errors import ArgumentError, BarenetError
+from barenet.errors import ArgumentError, BarenetError, DatasetError
 from barenet.optim import Adam
 
-__all__ = ["LIMITS", "RunBusyError", "TrainSettings", "Trainer", "TrainingRun"]
+__all__ = [
+    "LIMITS",
+    "DatasetMissingError",
+    "RunBusyError",
+    "TrainSettings",
+    "Trainer",
+    "TrainingRun",
+    "local_dataset",
+]
 
-#: Bounds of each setting a request may choose: (smallest, largest).
+#: Bounds of each setting a request may choose: (smallest, largest). ``steps`` (epochs x
+#: batches per epoch) bounds the per-batch cost (an Adam update of every weight) and
+#: ``weight_images`` (images seen x weights) the per-image cost; together they keep the
+#: largest run to minutes (about 5 on two cores) where the other bounds alone allowed hours.
 LIMITS: dict[str, tuple[float, float]] = {
     "hidden_layers": (1, 3),
     "width": (1, 1024),
@@ -40,16 +52,44 @@ LIMITS: dict[str, tuple[float, float]] = {
     "epochs": (1, 20),
     "samples": (100, 59_000),
     "batch_size": (1, 1024),
+    "steps": (1, 5_000),
+    "weight_images": (1, 2e11),
 }
 VALIDATION = 1000  #: images at the end of the training set held out for validation
 PANEL = 12  #: validation images whose predictions the page shows as training goes
 POINTS = 200  #: about how many progress events a run sends, whatever its length
+SIDE = 28  #: the images' side
+CLASSES = 10  #: classes of both datasets
 
-Loader = Callable[[str], tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]
+Split = tuple[np.ndarray, np.ndarray]
+Loader = Callable[[str], tuple[Split, Split]]
 
 
 class RunBusyError(BarenetError):
     """A training run is already going on."""
+
+
+class DatasetMissingError(BarenetError):
+    """A dataset a request needs is not on this machine (the server never fetches one)."""
+
+
+def local_dataset(name: str) -> tuple[Split, Split]:
+    """Dataset ``name`` from this machine only: barenet's cache, else an operating-system
+    copy. ``barenet.datasets.load`` would go on to download mirrors and run pip or apt-get;
+    a request must never make the server do that, so a missing dataset is an error that
+    says how to fetch it."""
+    spec = get_spec(name)
+    try:
+        arrays = cache.read_cache(spec)[0]
+    except DatasetError:
+        try:
+            arrays = sources.from_system(spec, None)[0]
+        except DatasetError:
+            raise DatasetMissingError(
+                f"{spec.title} is not on this machine: run `barenet data fetch {spec.name}` "
+                "first, then try again"
+            ) from None
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
 def _number(data: Mapping[str, Any], name: str, default: float, integer: bool) -> float:
@@ -99,7 +139,7 @@ class TrainSettings:
         seed = data.get("seed", cls.seed)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise ArgumentError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
-        return cls(
+        settings = cls(
             dataset=dataset,
             hidden=tuple(hidden),
             lr=float(_number(data, "lr", cls.lr, integer=False)),
@@ -108,6 +148,36 @@ class TrainSettings:
             batch_size=int(_number(data, "batch_size", cls.batch_size, integer=True)),
             seed=seed,
         )
+        settings.check_cost()
+        return settings
+
+    @property
+    def steps(self) -> int:
+        """Optimisation steps of the run: epochs x batches per epoch."""
+        return self.epochs * math.ceil(self.samples / self.batch_size)
+
+    @property
+    def weight_images(self) -> int:
+        """Images seen x weights of the network (28x28 inputs, 10 classes)."""
+        widths = [SIDE * SIDE, *self.hidden, CLASSES]
+        weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+        return self.epochs * self.samples * weights
+
+    def check_cost(self) -> None:
+        """``ArgumentError`` when the run would take more than ``LIMITS`` allows."""
+        steps, work = self.steps, self.weight_images
+        if steps > LIMITS["steps"][1]:
+            raise ArgumentError(
+                f"the run would take {steps:,} steps (epochs x samples / batch_size, rounded "
+                f"up); the limit is {LIMITS['steps'][1]:,.0f}: fewer epochs or samples, or a "
+                "larger batch_size"
+            )
+        if work > LIMITS["weight_images"][1]:
+            raise ArgumentError(
+                f"the run is too large: epochs x samples x weights is {work:.3g}; the limit "
+                f"is {LIMITS['weight_images'][1]:.3g}: fewer epochs or samples, or narrower "
+                "hidden layers"
+            )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -261,11 +331,12 @@ class Trainer:
     ----------
     loader : callable, optional
         ``loader(name) -> ((x_train, y_train), (x_test, y_test))``; by default
-        ``barenet.datasets.load``. Datasets are kept in memory after their first use.
+        :func:`local_dataset` (this machine's copies only, never a download). Datasets are
+        kept in memory after their first use.
     """
 
     def __init__(self, loader: Loader | None = None) -> None:
-        self._load = loader or load
+        self._load = loader or local_dataset
         self._cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
         self._lock = threading.Lock()
