@@ -40,6 +40,7 @@ from barenet.errors import (
     TrainingError,
 )
 from barenet.gradcheck import check_grad
+from barenet.interop import from_torch
 from barenet.io import load_model
 from barenet.layers import Dense, Dropout, Flatten, Layer
 from barenet.losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Loss
@@ -103,6 +104,7 @@ __all__ = [
     "conv",
     "diagnose",
     "doctor",
+    "from_torch",
     "init",
     "layers",
     "load_model",

@@ -20,10 +20,11 @@ from barenet.datasets import commands as data_commands
 from barenet.datasets import load, scale
 from barenet.datasets.specs import SPECS, get_spec
 from barenet.errors import ArgumentError, BarenetError
+from barenet.files import read_regular_file, regular_file
 from barenet.io import load_model
 from barenet.metrics import accuracy, classification_report, confusion_matrix, format_report
 from barenet.model import Sequential
-from barenet.preprocess import PREPROCESSORS, load_image
+from barenet.preprocess import MAX_FILE_BYTES, PREPROCESSORS, decode_image
 from barenet.report import format_confusion
 from barenet.train import TrainOptions, run
 from barenet.web import add_serve_parser, run_serve
@@ -156,6 +157,24 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a model as ONNX (or .safetensors / .npz, by the output's extension)",
+        description="Write a model for other tools: OUT.onnx (ONNX, opset --opset), "
+        "OUT.safetensors or OUT.npz. Usage: barenet export MODEL OUT or "
+        "barenet export --pretrained NAME OUT",
+    )
+    p.add_argument("paths", nargs="+", metavar="MODEL OUT", help="model file, output file")
+    p.add_argument(
+        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
+    )
+    p.add_argument("--opset", type=int, default=None, help="ONNX operator set (default 17)")
+    p.add_argument(
+        "--batch", default="dynamic", help="ONNX batch axis: dynamic (default) or a size"
+    )
+
+
 def _add_doctor(sub: Any) -> None:
     p = sub.add_parser(
         "doctor",
@@ -195,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_demo(sub)
     _add_doctor(sub)
+    _add_export(sub)
     data_commands.add_parser(sub)
     add_serve_parser(sub)
     return parser
@@ -245,10 +265,16 @@ def _train(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, path: str | None) -> tuple[Sequential, str]:
     """The model named on the command line and a label for it."""
+    if args.pretrained and path is not None:
+        raise ArgumentError(
+            f"give a model file or --pretrained NAME, not both (got {path} and "
+            f"--pretrained {args.pretrained})"
+        )
     if args.pretrained:
         return pretrained.load_pretrained(args.pretrained), args.pretrained
     if path is None:
         raise ArgumentError("give a model file (MODEL.npz) or --pretrained NAME")
+    regular_file(path, "model file")  # a FIFO or a device is refused before it is opened
     return load_model(path), path
 
 
@@ -287,8 +313,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _picture(path: str) -> np.ndarray:
+    """A picture's pixels: a regular file only (a FIFO or /dev/zero would hang or never
+    end), read up to the size limit, then decoded."""
+    return decode_image(read_regular_file(path, "image", MAX_FILE_BYTES), f"image {path}")
+
+
 def _predict(args: argparse.Namespace) -> int:
     paths = list(args.paths)
+    if args.pretrained and paths[0].endswith(".npz"):
+        raise ArgumentError(
+            f"give a model file or --pretrained NAME, not both (got {paths[0]} and "
+            f"--pretrained {args.pretrained})"
+        )
     model, _ = _load(args, None if args.pretrained else paths.pop(0))
     if not paths:
         raise ArgumentError("give at least one picture to classify")
@@ -296,13 +333,38 @@ def _predict(args: argparse.Namespace) -> int:
         raise ArgumentError(f"top must be >= 1, got {args.top}")
     kind = (model.metadata.get("preprocess") or {}).get("pictures", "mnist")
     prepare = PREPROCESSORS.get(kind, PREPROCESSORS["mnist"])
-    images = np.stack([prepare(load_image(p)) for p in paths])
+    images = np.stack([prepare(_picture(p)) for p in paths])
     proba = model.predict_proba(scale(images))
     classes = _classes(model, proba.shape[1])
     for path, p in zip(paths, proba, strict=True):
         best = np.argsort(-p, kind="stable")[: args.top]
         print(f"{path}: " + ", ".join(f"{classes[k]} {p[k]:.1%}" for k in best))
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from barenet.export import DEFAULT_OPSET, to_onnx
+
+    paths = list(args.paths)
+    if len(paths) != (1 if args.pretrained else 2):
+        raise ArgumentError("give MODEL OUT, or --pretrained NAME OUT")
+    model, _ = _load(args, None if args.pretrained else paths[0])
+    out = Path(paths[-1])
+    if out.suffix == ".onnx":
+        batch = args.batch if args.batch == "dynamic" else _positive("batch", args.batch)
+        to_onnx(model, out, batch=batch, opset=args.opset or DEFAULT_OPSET)
+    elif out.suffix in (".safetensors", ".npz"):
+        model.save(out)
+    else:
+        raise ArgumentError(f"OUT must end in .onnx, .safetensors or .npz, got {str(out)!r}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _positive(name: str, text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ArgumentError(f"{name} must be 'dynamic' or a positive integer, got {text!r}")
+    return int(text)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -389,6 +451,7 @@ COMMANDS = {
     "predict": _predict,
     "demo": _demo,
     "doctor": _doctor,
+    "export": _export,
     "data": data_commands.run,
     "serve": run_serve,
 }
