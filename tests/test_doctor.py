@@ -180,6 +180,20 @@ def positive_blobs():
     return (x - x.min()) / (x.max() - x.min()), y
 
 
+class Float32Tanh(bn.Tanh):
+    """Computes in float32 whatever it is given: no float64 check is possible."""
+
+    def forward(self, x, training=False):
+        return super().forward(np.asarray(x, dtype=np.float32))
+
+
+def test_a_layer_that_cannot_compute_in_float64_is_not_checked_rather_than_blamed():
+    x, y = blobs()
+    report = bn.diagnose(mlp(Float32Tanh()), x, y)
+    assert causes(report) == [("not_checked", "float32tanh_1")]
+    assert report.layers[1].note == "not checked" and report.gradient_ok
+
+
 def test_a_network_killed_by_a_huge_learning_rate():
     x, y = positive_blobs()
     model = mlp(bn.ReLU(), optimizer=bn.Adam(1.0))

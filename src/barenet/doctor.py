@@ -328,6 +328,10 @@ def _check_layer(
         _reseed(layer, seed, index)
         return np.asarray(layer.forward(x, training=training), dtype=np.float64)
 
+    _reseed(layer, seed, index)
+    kind = np.asarray(layer.forward(x, training=training)).dtype
+    if kind != np.float64:  # float32 rounding would swamp the differences: no verdict
+        raise ArgumentError(f"forward returns {kind} for float64 input")
     out = forward()
     r = rng.standard_normal(out.shape)
     for g in layer.grads.values():
