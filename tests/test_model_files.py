@@ -130,6 +130,34 @@ def test_a_small_file_describing_a_huge_network(tmp_path):
     refused(path, f"over {model_io.MAX_PARAMS:,} values")
 
 
+def conv_file(path: Path, padding: Any, input_shape: list[int] | None) -> Path:
+    layer = {
+        "class": "Conv2D",
+        "config": {"in_channels": 1, "out_channels": 2, "kernel_size": [3, 3], "padding": padding},
+    }
+    config = {"format": "barenet-model", "version": 1, "layers": [layer]}
+    config["input_shape"] = input_shape
+    arrays = {"param/0/weight": np.ones((2, 1, 3, 3), np.float32)}
+    arrays["param/0/bias"] = np.zeros(2, np.float32)
+    return model_file(path, config, arrays)
+
+
+def test_a_padding_that_would_make_every_prediction_huge(tmp_path):
+    """Padding 10**9 loaded fine and made predict allocate without bound."""
+    refused(conv_file(tmp_path / "pad.npz", 10**9, None), "pads 1000000000 pixels")
+    refused(conv_file(tmp_path / "pad3.npz", 3, [1, 28, 28]), "not less than its kernel")
+
+
+def test_samples_that_grow_past_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_io, "MAX_SAMPLE_VALUES", 1000)
+    refused(conv_file(tmp_path / "a.npz", 1, [1, 28, 28]), "after layer 0")
+    refused(conv_file(tmp_path / "b.npz", 0, [1, 2000, 1]), "at the input")
+    refused(conv_file(tmp_path / "c.npz", 0, [1, 2, 2]), "cannot take samples")
+    monkeypatch.undo()
+    model = bn.load_model(conv_file(tmp_path / "ok.npz", "same", [1, 28, 28]))
+    assert model.predict_proba(np.zeros((1, 1, 28, 28), np.float32)).shape == (1, 2, 28, 28)
+
+
 def test_total_values_are_capped(tmp_path, monkeypatch):
     monkeypatch.setattr(model_io, "MAX_PARAMS", 5)
     refused(model_file(tmp_path / "m.npz", dense_config(2, 3), small_arrays()), "more than 5")

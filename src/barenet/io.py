@@ -65,6 +65,9 @@ MAX_PARAMS = 2**28
 MAX_CONFIG_BYTES = 2**22
 #: Deepest nesting of lists and objects in a config (the shipped ones reach 5).
 MAX_DEPTH = 32
+#: Most values one sample may take between two layers of a loaded model (the shipped CNNs
+#: reach 25,088), so a file cannot make ``predict`` allocate without bound.
+MAX_SAMPLE_VALUES = 2**24
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: The dtypes each kind of member may have.
@@ -371,6 +374,39 @@ def _restore_optimizer(
     model.optimizer.load_state_dict(state)
 
 
+def _check_geometry(path: Path, layers: list[Layer], config: dict[str, Any]) -> None:
+    """Refuse image layers padded as wide as their kernel (the extra rows see only zeros,
+    and a huge padding would make every prediction huge), and a network whose samples grow
+    past ``MAX_SAMPLE_VALUES`` values on their way through the layers."""
+    for i, (layer, spec) in enumerate(zip(layers, config["layers"], strict=True)):
+        padding = spec.get("config", {}).get("padding")
+        kernel = getattr(layer, "kernel_size", None)
+        if isinstance(padding, int) and kernel is not None and padding >= max(kernel):
+            raise ModelFileError(
+                f"{path}: layer {i} ({spec['class']}) pads {padding} pixels, "
+                f"not less than its kernel {list(kernel)}"
+            )
+    shape = config.get("input_shape")
+    if shape is None:
+        return
+    shape = tuple(shape)
+    stages: list[Layer | None] = [None, *layers]  # None: the input itself
+    for i, layer in enumerate(stages):
+        if layer is not None:
+            try:
+                shape = layer.output_shape(shape)
+            except (ValueError, IndexError, TypeError, BarenetError) as e:
+                raise ModelFileError(
+                    f"{path}: layer {i - 1} cannot take samples of shape {list(shape)}: {e}"
+                ) from None
+        if any(n < 1 for n in shape) or math.prod(shape) > MAX_SAMPLE_VALUES:
+            raise ModelFileError(
+                f"{path}: samples of shape {list(shape)} "
+                f"{'at the input' if layer is None else f'after layer {i - 1}'}; at most "
+                f"{MAX_SAMPLE_VALUES:,} values of at least one per axis are allowed"
+            )
+
+
 def build_model(
     path: Path,
     config: dict[str, Any],
@@ -384,6 +420,7 @@ def build_model(
     from barenet.model import Sequential
 
     model = Sequential([_build_layer(path, i, s) for i, s in enumerate(config["layers"])])
+    _check_geometry(path, model.layers, config)
     for i, layer in enumerate(model.layers):
         _fill(path, layer.params, f"param/{i}", infos, read)
         _fill(path, layer.state(), f"state/{i}", infos, read)
