@@ -391,10 +391,10 @@ def _check_geometry(path: Path, layers: list[Layer], config: dict[str, Any]) -> 
         return
     shape = tuple(shape)
     stages: list[Layer | None] = [None, *layers]  # None: the input itself
-    for i, layer in enumerate(stages):
-        if layer is not None:
+    for i, stage in enumerate(stages):
+        if stage is not None:
             try:
-                shape = layer.output_shape(shape)
+                shape = stage.output_shape(shape)
             except (ValueError, IndexError, TypeError, BarenetError) as e:
                 raise ModelFileError(
                     f"{path}: layer {i - 1} cannot take samples of shape {list(shape)}: {e}"
@@ -402,7 +402,7 @@ def _check_geometry(path: Path, layers: list[Layer], config: dict[str, Any]) -> 
         if any(n < 1 for n in shape) or math.prod(shape) > MAX_SAMPLE_VALUES:
             raise ModelFileError(
                 f"{path}: samples of shape {list(shape)} "
-                f"{'at the input' if layer is None else f'after layer {i - 1}'}; at most "
+                f"{'at the input' if stage is None else f'after layer {i - 1}'}; at most "
                 f"{MAX_SAMPLE_VALUES:,} values of at least one per axis are allowed"
             )
 
