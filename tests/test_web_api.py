@@ -320,7 +320,7 @@ def test_training_streams_progress_and_ends_done(client):
 
 
 def test_a_second_run_while_one_trains_gets_409_and_stop_ends_it(client):
-    long_run = {**TINY, "samples": 59000, "epochs": 5, "batch_size": 64}  # 4,610 steps
+    long_run = {**TINY, "samples": 59000, "epochs": 20, "batch_size": 64}
     first = client.post("/api/train", json=long_run)
     assert first.status_code == 202
     second = client.post("/api/train", json=TINY)

@@ -36,7 +36,7 @@ from barenet.web import allowed_hosts
 from barenet.web import app as web_app
 from barenet.web.app import MAX_BODY, STATIC, create_app
 from barenet.web.guard import SECURITY_HEADERS, Guard
-from barenet.web.training import LIMITS, Trainer, TrainSettings, local_dataset
+from barenet.web.training import LIMITS, UPDATE_COST, Trainer, TrainSettings, local_dataset
 
 BASE = "http://localhost"
 JSON_TYPE = {"content-type": "application/json"}
@@ -256,17 +256,20 @@ def test_what_the_page_sends_is_within_the_limits(client):
     assert sent is not None
     assert re.findall(r"(\w+):", sent[1]) == ["dataset", "hidden", "lr", "epochs", "samples"]
     default = {"dataset": "mnist", "hidden": [64], "lr": 0.001, "epochs": 2, "samples": 5000}
-    r = client.post("/api/train", json=default)
-    assert r.status_code == 202 and r.json()["settings"]["batch_size"] == 64
-    client.post("/api/train/stop", json={})
+    largest = {**default, "epochs": LIMITS["epochs"][1], "samples": LIMITS["samples"][1]}
+    for body in (default, largest):
+        r = client.post("/api/train", json=body)
+        assert r.status_code == 202 and r.json()["settings"]["batch_size"] == 64
+        client.post("/api/train/stop", json={})
 
 
 @pytest.mark.parametrize(
     ("settings", "words"),
     [
         ({"epochs": 20, "samples": 59000, "batch_size": 1}, "1,180,000 steps"),
-        ({"epochs": 20, "samples": 59000}, "18,440 steps"),  # the page's largest, batch 64
+        ({"epochs": 20, "samples": 59000, "batch_size": 2}, "590,000 steps"),
         ({"epochs": 20, "samples": 59000, "batch_size": 1024, "hidden": [1024] * 3}, "too large"),
+        ({"epochs": 1, "samples": 10000, "batch_size": 1, "hidden": [1024] * 3}, "too large"),
     ],
 )
 def test_runs_costing_more_than_the_limits_are_refused(client, settings, words):
@@ -288,9 +291,9 @@ def test_every_accepted_run_is_bounded(hidden, epochs, samples, batch_size):
     except ArgumentError:
         return
     weights = sum((a + 1) * b for a, b in zip([784, *hidden], [*hidden, 10], strict=True))
-    assert epochs * -(-samples // batch_size) <= LIMITS["steps"][1]
-    assert epochs * samples * weights <= LIMITS["weight_images"][1]
-    assert s.steps == epochs * -(-samples // batch_size)
+    steps = epochs * -(-samples // batch_size)
+    assert s.steps == steps <= LIMITS["steps"][1]
+    assert weights * (epochs * samples + UPDATE_COST * steps) <= LIMITS["work"][1]
 
 
 # ---- pictures -------------------------------------------------------------------------------
