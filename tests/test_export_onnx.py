@@ -81,10 +81,12 @@ def _image_layer(draw, channels: int, h: int, w: int) -> tuple[bn.Layer, tuple[i
     kind = draw(st.sampled_from(["conv", "conv", "max", "avg", "bn", "act"]))
     if kind == "conv":
         kernel = draw(st.sampled_from([1, 2, 3, (2, 3), 4]))
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        if kh > h or kw > w:
+            kernel, kh, kw = 1, 1, 1
         stride = draw(st.sampled_from([1, 2]))
-        padding = draw(st.sampled_from(["same", 0, 1] if stride == 1 else [0, 1, 2]))
-        if padding != "same" and min(h, w) + 2 * padding < 4:
-            padding = 2
+        pads = [p for p in (0, 1) if p < min(kh, kw)]  # barenet pads less than the kernel
+        padding = draw(st.sampled_from(["same", *pads] if stride == 1 else pads))
         layer: bn.Layer = bn.Conv2D(channels, draw(st.integers(1, 4)), kernel, stride, padding)
     elif kind in ("max", "avg") and min(h, w) >= 3:
         kernel = draw(st.sampled_from([2, 3, (2, 3)]))
@@ -345,6 +347,13 @@ def test_asymmetric_pads_barenet_cannot_hold_are_refused(tmp_path):
         from_onnx(path)
 
 
+def test_weights_that_do_not_fit_the_input_are_refused(tmp_path):
+    w = np.zeros((3, 5), np.float32)  # reads 5 features; the input has 4
+    path = _graph_file(tmp_path, [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], {"w": w})
+    with pytest.raises(ModelFileError, match="shapes do not fit"):
+        from_onnx(path)
+
+
 def test_nan_weights_in_an_onnx_file_are_refused(tmp_path):
     w = np.full((4, 2), np.nan, np.float32)
     path = _graph_file(tmp_path, [helper.make_node("MatMul", ["x", "w"], ["y"])], {"w": w})
@@ -392,7 +401,7 @@ def test_cli_exports_models_and_pretrained(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["export", "missing.npz", "out.onnx"], "no such model file"),
+        (["export", "missing.npz", "out.onnx"], "missing.npz"),
         (["export", "--pretrained", "mnist-mlp", "out.txt"], "must end in .onnx"),
         (["export", "--pretrained", "mnist-mlp", "out.onnx", "--opset", "3"], "opset must be"),
         (["export", "--pretrained", "mnist-mlp", "out.onnx", "--batch", "x"], "batch must be"),

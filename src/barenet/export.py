@@ -285,6 +285,7 @@ class _Reader:
         self.consts: dict[str, np.ndarray] = {}
         self.specs: list[dict[str, Any]] = []
         self.arrays: dict[str, np.ndarray] = {}
+        self.shape_error = ""
         self.shapes = self._inferred_shapes(proto)
         self.squeezed = False  # after GlobalAveragePool: barenet holds (N, C), ONNX (N, C, 1, 1)
         self.dtype = "float32"
@@ -294,10 +295,13 @@ class _Reader:
         return ModelFileError(f"{self.path}: {message}")
 
     def _inferred_shapes(self, proto: Any) -> dict[str, list[int | None]]:
-        """Every tensor's shape that ONNX shape inference finds (None for unknown axes)."""
+        """Every tensor's shape that ONNX shape inference finds (None for unknown axes).
+        Shapes that do not fit together are reported once every node is known to be one
+        barenet reads, so an unsupported node is named first."""
         try:
-            inferred = self.onnx.shape_inference.infer_shapes(proto).graph
-        except Exception:  # a foreign graph shape inference cannot follow: no shapes
+            inferred = self.onnx.shape_inference.infer_shapes(proto, strict_mode=True).graph
+        except Exception as e:  # onnx raises several kinds
+            self.shape_error = " ".join(str(e).split())[:300]
             return {}
         shapes = {}
         for info in [*inferred.input, *inferred.value_info, *inferred.output]:
@@ -646,6 +650,8 @@ def read_onnx(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         current = node.output[0]
     if current != graph.output[0].name or r.squeezed:
         raise r.fail(f"the graph's output {graph.output[0].name!r} is not the end of its chain")
+    if r.shape_error:
+        raise r.fail(f"the graph's shapes do not fit together ({r.shape_error})")
     config = _config(r, inputs[0], {p.key: p.value for p in proto.metadata_props})
     return io.check_config(path, config), r.arrays
 
