@@ -447,7 +447,7 @@ def test_serving_beyond_loopback_warns_on_stderr(served, monkeypatch, capsys, ho
     monkeypatch.setattr(barenet.web, "bind", lambda h, p: FakeSocket(h, p))  # nothing bound
     assert main(["serve", "--host", host, "--port", "8000", "--allow-host", "pi.lan"]) == 0
     out, err = capsys.readouterr()
-    assert "serving on" in out
+    assert f"serving on http://{'[::]' if host == '::' else host}:8000/" in out
     assert len(err.splitlines()) == 1 and "reachable from the network" in err and "pi.lan" in err
 
 

@@ -126,7 +126,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        print(f"barenet: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+        shown = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+        print(f"barenet: serving on http://{shown}:{args.port}/ (Ctrl-C stops)", flush=True)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
