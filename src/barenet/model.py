@@ -287,6 +287,61 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
+    def input_gradient(self, x: Any, target: Any) -> np.ndarray:
+        """The gradient of class ``target``'s score with respect to the input ``x``: how
+        each input value (pixel) pushes that class up or down, a saliency map.
+
+        The score is the class's *logit*, the output before a trailing Softmax or Sigmoid
+        layer (the output itself when there is none): probabilities saturate, logits do
+        not. The layers run in inference mode (no dropout, BatchNorm's running statistics)
+        and back through barenet's own ``backward``; the weights and their gradient
+        buffers are left as they were.
+
+        Parameters
+        ----------
+        x : array (N, ...)
+            A batch of inputs of the shape the model reads.
+        target : int or array of int (N,)
+            The class whose score is differentiated, one for all samples or one each.
+
+        Returns
+        -------
+        array of x's shape, in the model's dtype: ``d score[n, target[n]] / d x[n]``.
+        """
+        from barenet.activations import Sigmoid, Softmax
+
+        x, _ = self._check_data(x)
+        scalar = isinstance(target, (int, np.integer)) and not isinstance(target, bool)
+        ta = np.full(len(x), target) if scalar else _as_array("target", target)
+        if ta.dtype.kind not in "iu" or ta.shape != (len(x),):
+            raise ArgumentError(
+                f"target must be a class id or {len(x)} class ids (N,), got "
+                f"{ta.dtype} values of shape {ta.shape}"
+            )
+        tail = bool(self.layers) and isinstance(self.layers[-1], (Softmax, Sigmoid))
+        body = self.layers[:-1] if tail else self.layers
+        saved = [{k: g.copy() for k, g in layer.grads.items()} for layer in body]
+        try:
+            with self._threads(), np.errstate(over="ignore", invalid="ignore"):
+                out = x
+                for layer in body:
+                    out = layer.forward(out, training=False)
+                if out.ndim != 2:
+                    raise ArgumentError(f"the model's outputs are not class scores: {out.shape}")
+                if ta.min() < 0 or ta.max() >= out.shape[1]:
+                    raise ArgumentError(
+                        f"target must be class ids in [0, {out.shape[1]}), got {ta.tolist()}"
+                    )
+                grad = np.zeros_like(out)
+                grad[np.arange(len(x)), ta] = 1
+                for layer in reversed(body):
+                    grad = layer.backward(grad)
+        finally:
+            for layer, grads in zip(body, saved, strict=True):
+                for k, g in grads.items():
+                    layer.grads[k][...] = g
+        return grad
+
     def _threads(self) -> AbstractContextManager[None]:
         """BLAS on one thread while a model with image layers runs (``barenet.parallel``).
         A network of dense layers keeps BLAS's own threads: its products are small and
