@@ -33,6 +33,9 @@ KERNEL_SENSITIVE = {
     "test_readme.py",
     "test_model.py",
     "test_train.py",
+    "test_export_onnx.py",
+    "test_interop_torch.py",
+    "test_photos.py",
 }
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 

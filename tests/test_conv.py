@@ -248,3 +248,22 @@ def test_small_cnn_learns_digits(mnist):
     model.compile("cross_entropy", bn.Adam(lr=3e-3))
     model.fit(x[:2000], y[:2000], epochs=2, batch_size=50, seed=0, verbose=0)
     assert model.evaluate(x[2000:], y[2000:])["accuracy"] > 0.88
+
+
+@pytest.mark.parametrize("cls", [bn.MaxPool2D, bn.AvgPool2D])
+@pytest.mark.parametrize(("kernel", "stride"), [((2, 3), None), ((3, 2), None), ((1, 3), 2)])
+def test_pools_with_non_square_kernels_match_torch(cls, kernel, stride):
+    """With stride None a (2, 3) window moved 2 across instead of 3 in the backward pass."""
+    import torch
+
+    x = RNG.standard_normal((2, 3, 7, 9))
+    layer = cls(kernel, stride)
+    y = layer.forward(x)
+    dy = RNG.standard_normal(y.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    pool = torch.nn.functional.max_pool2d if cls is bn.MaxPool2D else torch.nn.functional.avg_pool2d
+    yt = pool(xt, kernel, stride)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(layer.backward(dy), xt.grad.numpy(), atol=1e-12)
+    assert bn.check_grad(cls(kernel, stride), x)["input"] < 1e-6

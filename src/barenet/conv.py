@@ -286,15 +286,13 @@ class _Pool2D(Layer):
         """Whether windows tile the image (stride == kernel), so a reshape finds them."""
         return self.stride is None or self.kernel_size == (self.stride, self.stride)
 
-    def _step(self) -> int:
-        return self.kernel_size[0] if self.stride is None else self.stride
+    def _steps(self) -> tuple[int, int]:
+        """How far a window moves down and across (the kernel's sides when no stride)."""
+        return self.kernel_size if self.stride is None else (self.stride, self.stride)
 
     def _geometry(self, h: int, w: int) -> tuple[int, int]:
-        (kh, kw), s = self.kernel_size, self._step()
-        if self.stride is None:
-            ho, wo = h // kh, w // kw
-        else:
-            ho, wo = _out_size(h, kh, s), _out_size(w, kw, s)
+        (kh, kw), (sh, sw) = self.kernel_size, self._steps()
+        ho, wo = _out_size(h, kh, sh), _out_size(w, kw, sw)
         if ho < 1 or wo < 1:
             raise ArgumentError(
                 f"{self!r} needs images of at least {self.kernel_size}, got {(h, w)}"
@@ -311,7 +309,7 @@ class _Pool2D(Layer):
             c, n = xb.shape[0], xb.shape[3]
             tiles = xb[:, : ho * kh, : wo * kw].reshape(c, ho, kh, wo, kw, n)
             return tiles.transpose(0, 1, 3, 5, 2, 4)
-        return _windows(xb, self.kernel_size, self._step(), (ho, wo))
+        return _windows(xb, self.kernel_size, self._steps()[0], (ho, wo))  # a square stride
 
     def _positions(self) -> list[tuple[int, int]]:
         """The ``(i, j)`` offsets inside a window, in row-major order."""
@@ -328,12 +326,12 @@ class _Pool2D(Layer):
         up. Parts of the channels run in parallel."""
         n, c = self._in_shape[0], 1 if len(self._in_shape) == 3 else self._in_shape[1]
         dxb = np.zeros((c, *self._in_shape[-2:], n), dtype=self._dtype)
-        (ho, wo), s = self._out, self._step()
-        disjoint = s >= max(self.kernel_size)
+        (ho, wo), (kh, kw), (sh, sw) = self._out, self.kernel_size, self._steps()
+        disjoint = sh >= kh and sw >= kw
 
         def scatter(part: slice) -> None:
             for q, (i, j) in enumerate(self._positions()):
-                target = dxb[part, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
+                target = dxb[part, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
                 if disjoint:
                     window_grad(q, part, target)
                 else:
