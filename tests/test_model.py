@@ -209,3 +209,35 @@ def test_summary_lists_layers_and_parameters():
     text = "\n".join(lines)
     assert "(N, 784)" in text and "(N, 10)" in text and "101,770" in text
     assert model.num_params == 784 * 128 + 128 + 128 * 10 + 10
+
+
+def test_a_custom_layer_without_output_shape_trains_on_any_number_of_classes():
+    """Class ids were checked against the width Layer.output_shape assumes (the input's),
+    so a hand-written Dense(2, 3) that keeps the default was refused 'class ids in [0, 2)'."""
+
+    class HandDense(bn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            rng = np.random.default_rng(0)
+            self.params = {"w": rng.standard_normal((2, 3)).astype(np.float32)}
+            self.grads = {"w": np.zeros((2, 3), np.float32)}
+
+        def forward(self, x, training=False):
+            self._x = x
+            return x @ self.params["w"]
+
+        def backward(self, dy):
+            self.grads["w"][...] = self._x.T @ dy
+            return dy @ self.params["w"].T
+
+    x = np.random.default_rng(1).standard_normal((30, 2)).astype(np.float32)
+    y = np.arange(30) % 3
+    model = bn.Sequential([HandDense(), bn.Softmax()])
+    model.compile(loss="cross_entropy", optimizer=bn.SGD(lr=0.1))
+    history = model.fit(x, y, epochs=2, batch_size=10, verbose=0)
+    assert len(history["loss"]) == 2
+    # built-in layers still tell the width, so an id past it is refused before training
+    builtin = bn.Sequential([bn.Dense(2, 3), bn.Softmax()])
+    builtin.compile(loss="cross_entropy")
+    with pytest.raises(bn.errors.ArgumentError, match=r"class ids in \[0, 3\)"):
+        builtin.fit(x, y + 1, epochs=1, verbose=0)

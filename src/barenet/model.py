@@ -51,6 +51,13 @@ def _as_array(name: str, value: Any) -> np.ndarray:
         ) from None
 
 
+def _says_nothing_of_its_shape(layer: Layer) -> bool:
+    """True for a layer defined outside barenet that keeps ``Layer.output_shape`` (which
+    assumes the shape is unchanged): its real output width is unknown."""
+    cls = type(layer)
+    return cls.output_shape is Layer.output_shape and not cls.__module__.startswith("barenet.")
+
+
 class Sequential:
     """Layers applied one after the other.
 
@@ -641,6 +648,8 @@ class Sequential:
             return None
         try:
             for layer in self.layers:
+                if _says_nothing_of_its_shape(layer):
+                    return None
                 shape = layer.output_shape(shape)
         except (BarenetError, ValueError, TypeError, IndexError):
             return None  # samples this model cannot take: its layers say so on the way
