@@ -21,11 +21,14 @@ ImageDraw = pytest.importorskip("PIL.ImageDraw")
 from starlette.testclient import TestClient  # noqa: E402
 
 from barenet import pretrained  # noqa: E402
+from barenet.activations import ReLU  # noqa: E402
 from barenet.cli import main  # noqa: E402
+from barenet.conv import Conv2D, MaxPool2D  # noqa: E402
 from barenet.datasets import FASHION_CLASSES, MNIST_CLASSES, scale  # noqa: E402
 from barenet.errors import ArgumentError, ModelFileError  # noqa: E402
 from barenet.layers import Dense, Flatten  # noqa: E402
 from barenet.model import Sequential  # noqa: E402
+from barenet.normalization import BatchNorm  # noqa: E402
 from barenet.preprocess import load_image, to_mnist  # noqa: E402
 from barenet.web.app import MAX_BODY, STATIC, create_app  # noqa: E402
 from barenet.web.training import Trainer  # noqa: E402
@@ -370,12 +373,17 @@ def test_training_endpoints_when_nothing_runs():
 
 
 # ---- set-up ---------------------------------------------------------------------------------
-def test_by_default_the_shipped_networks_are_served():
+def test_by_default_the_shipped_networks_are_served_the_most_accurate_first():
     with TestClient(create_app(), base_url=BASE) as c:
         body = c.get("/api/models").json()
-    assert body["default"] == {"mnist": "mnist-mlp", "fashion": "fashion-mlp"}
-    fashion_model = next(m for m in body["models"] if m["name"] == "fashion-mlp")
-    assert fashion_model["classes"] == list(FASHION_CLASSES)
+    assert body["default"] == {"mnist": "mnist-cnn", "fashion": "fashion-cnn"}
+    models = {m["name"]: m for m in body["models"]}
+    assert set(models) == {"mnist-mlp", "mnist-cnn", "fashion-mlp", "fashion-cnn"}
+    assert models["fashion-mlp"]["classes"] == list(FASHION_CLASSES)
+    assert models["mnist-cnn"]["kind"] == "cnn" and models["mnist-mlp"]["kind"] == "mlp"
+    assert models["mnist-cnn"]["shape"] == "conv 32-64-128, dense 128-10"
+    assert models["mnist-cnn"]["test_accuracy"] > models["mnist-mlp"]["test_accuracy"]
+    assert body["learned"] is None
 
 
 def test_a_model_that_does_not_read_28x28_images_is_refused():
@@ -391,3 +399,214 @@ def test_serve_command_reports_bad_options_in_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "missing.npz" in err[0] and "70000" in err[1]
     assert (STATIC / "index.html").is_file()
+
+
+# ---- convolutional networks, saliency, networks trained on the page -------------------------
+def tiny_cnn() -> Sequential:
+    """A float64 CNN for 28x28 images (random weights, BatchNorm statistics not 0 and 1),
+    precise enough for finite differences of its logits."""
+    f64 = np.float64
+    model = Sequential(
+        [
+            Conv2D(1, 4, 3, padding="same", dtype=f64),
+            BatchNorm(4, dtype=f64),
+            ReLU(),
+            MaxPool2D(2),
+            Flatten(),
+            Dense(4 * 14 * 14, 10, dtype=f64),
+        ],
+        seed=0,
+    )
+    model.layers[1].state()["running_var"][...] = [0.5, 1.0, 2.0, 0.8]
+    model.layers[1].state()["running_mean"][...] = [0.1, -0.1, 0.0, 0.2]
+    model.input_shape = (28, 28)
+    model.metadata = {"dataset": "mnist", "test_accuracy": 0.1}
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_cnn()
+
+
+@pytest.fixture(scope="module")
+def cnn_client(mnist, tiny):
+    models = {"mnist-mlp": "mnist-mlp", "mnist-cnn": "mnist-cnn", "tiny64": tiny}
+    app = create_app(models, trainer=Trainer(loader={"mnist": mnist}.__getitem__))
+    with TestClient(app, base_url=BASE) as c:
+        yield c
+
+
+def test_the_most_accurate_network_is_the_default(cnn_client):
+    body = cnn_client.get("/api/models").json()
+    assert body["default"] == {"mnist": "mnist-cnn", "fashion": None}
+    assert [m["kind"] for m in body["models"]] == ["mlp", "cnn", "cnn"]
+
+
+def test_weights_of_a_cnn_are_its_first_kernels(cnn_client):
+    body = cnn_client.get("/api/weights?model=mnist-cnn&count=5").json()
+    w = pretrained.load_pretrained("mnist-cnn").layers[0].params["weight"][:5].reshape(5, 9)
+    expected = np.rint(127 * w / np.abs(w).max(axis=1, keepdims=True))
+    assert body["kind"] == "conv" and body["size"] == [3, 3] and body["units"] == 32
+    np.testing.assert_array_equal(np.array(body["images"]), expected)
+    assert cnn_client.get("/api/weights?model=mnist-mlp").json()["size"] == [28, 28]
+
+
+def test_inside_a_cnn_each_block_s_strongest_maps(cnn_client, mnist):
+    _, (x_test, _) = mnist
+    payload = {"model": "mnist-cnn", "pixels": x_test[0].ravel().tolist(), "preprocess": False}
+    body = post_json(cnn_client, "/api/inside", payload).json()
+    blocks = body["blocks"]
+    assert body["kind"] == "cnn" and [b["channels"] for b in blocks] == [32, 64, 128]
+    assert [b["size"] for b in blocks] == [[28, 28], [14, 14], [7, 7]]
+    assert [b["pooled_size"] for b in blocks] == [[14, 14], [7, 7], [3, 3]]
+    model = pretrained.load_pretrained("mnist-cnn")
+    h = scale(x_test[:1])
+    for layer in model.layers[:3]:  # conv, BatchNorm, ReLU: the first block's maps
+        h = layer.forward(h)
+    first = blocks[0]
+    strength = h[0].mean(axis=(1, 2))
+    assert [m["channel"] for m in first["maps"]] == list(np.argsort(-strength)[:16])
+    assert first["strength"] == sorted(first["strength"], reverse=True)
+    channels = [m["channel"] for m in first["maps"]]
+    channel = channels[0]
+    np.testing.assert_allclose(
+        first["maps"][0]["values"], h[0, channel].ravel() / h[0, channels].max(), atol=6e-4
+    )
+    for b in blocks:
+        assert len(b["maps"]) == len(b["pooled"]) == 16
+        assert all(len(m["values"]) == b["size"][0] * b["size"][1] for m in b["maps"])
+        assert max(max(m["values"]) for m in b["maps"]) == 1.0
+    mlp = post_json(cnn_client, "/api/inside", {**payload, "model": "mnist-mlp"}).json()
+    assert mlp["kind"] == "mlp" and mlp["blocks"] == []
+
+
+def score(model: Sequential, x: np.ndarray, cls: int) -> float:
+    out = x
+    for layer in model.layers:
+        out = layer.forward(out, training=False)
+    return float(out[0, cls])
+
+
+@pytest.mark.parametrize("cls", [7, 2])
+def test_saliency_is_the_gradient_of_the_class_score(cnn_client, tiny, cls):
+    # Random grey values: in a digit, runs of equal pixels make max pooling meet exact ties,
+    # where the score has only one-sided derivatives.
+    image = np.random.default_rng(cls).integers(0, 256, (28, 28), dtype=np.uint8)
+    payload = {"model": "tiny64", "pixels": image.ravel().tolist(), "preprocess": False}
+    body = post_json(cnn_client, "/api/saliency", {**payload, "class": cls}).json()
+    assert body["class"] == cls and body["label"] == str(cls) and body["model"] == "tiny64"
+    grad = np.array(body["gradient"]).reshape(28, 28)
+    x = (image / 255.0).reshape(1, 28, 28)
+    eps = 1e-6
+    for pixel in [(14, 14), (10, 16), (20, 12), (0, 0), (27, 5)]:
+        up, down = x.copy(), x.copy()
+        up[(0, *pixel)] += eps
+        down[(0, *pixel)] -= eps
+        expected = (score(tiny, up, cls) - score(tiny, down, cls)) / (2 * eps)
+        assert grad[pixel] == pytest.approx(expected, rel=1e-4, abs=1e-9), pixel
+    assert np.abs(grad).max() > 1e-3
+    np.testing.assert_allclose(body["gradient_x_input"], grad.ravel() * x.ravel(), rtol=1e-5)
+    assert len(body["alternatives"]) == 3 and cls not in [a["class"] for a in body["alternatives"]]
+    for alt in body["alternatives"]:  # the pixels speaking for k rather than cls
+        k = alt["class"]
+        other = post_json(cnn_client, "/api/saliency", {**payload, "class": k}).json()
+        np.testing.assert_allclose(
+            alt["evidence"], np.array(other["gradient"]) - grad.ravel(), rtol=1e-4, atol=1e-6
+        )
+
+
+def test_saliency_of_the_shipped_networks_changes_with_the_class(cnn_client, mnist):
+    _, (x_test, y_test) = mnist
+    for name in ("mnist-mlp", "mnist-cnn"):
+        payload = {"model": name, "pixels": x_test[0].ravel().tolist(), "preprocess": False}
+        top = post_json(cnn_client, "/api/saliency", payload).json()
+        assert top["class"] == int(y_test[0]) and top["probability"] > 0.9
+        other = post_json(cnn_client, "/api/saliency", {**payload, "class": 3}).json()
+        assert other["class"] == 3 and other["gradient"] != top["gradient"]
+        probabilities = [a["probability"] for a in top["alternatives"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+GOOD_INPUT = {"pixels": [0] * 28 * 8 + ([0] * 12 + [220] * 4 + [0] * 12) * 12 + [0] * 28 * 8}
+BAD_EXPLANATIONS = [
+    ("/api/saliency", {**GOOD_INPUT, "class": 10}, "class must be an integer from 0 to 9"),
+    ("/api/saliency", {**GOOD_INPUT, "class": -1}, "class must be an integer"),
+    ("/api/saliency", {**GOOD_INPUT, "class": 1.5}, "class must be an integer"),
+    ("/api/saliency", {**GOOD_INPUT, "class": True}, "class must be an integer"),
+    ("/api/saliency", {**GOOD_INPUT, "class": "3"}, "class must be an integer"),
+    ("/api/inside", {**GOOD_INPUT, "class": 3}, "unknown field 'class'"),
+    ("/api/inside", {"pixels": [0] * 783}, "783 values"),
+    ("/api/saliency", {"pixels": [0] * 784}, "blank"),
+    ("/api/saliency", {"model": "mnist-cnn"}, "pixels"),
+    ("/api/inside", {**GOOD_INPUT, "model": "resnet"}, "model must be one of"),
+    ("/api/inside", {**GOOD_INPUT, "preprocess": 1}, "preprocess"),
+    ("/api/saliency", {**GOOD_INPUT, "image": "data:image/png;base64,"}, "unknown field"),
+    ("/api/inside", [1, 2], "JSON object"),
+]
+
+
+@pytest.mark.parametrize(("path", "payload", "words"), BAD_EXPLANATIONS)
+def test_bad_explanation_requests_get_a_400_naming_the_problem(cnn_client, path, payload, words):
+    r = post_json(cnn_client, path, payload)
+    assert r.status_code == 400, r.text
+    assert words in r.json()["error"]
+
+
+EXPLAIN_FIELDS = st.sampled_from(["pixels", "model", "preprocess", "class", "extra"])
+MODELS = st.sampled_from(["mnist-mlp", "mnist-cnn", "tiny64"])
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["/api/inside", "/api/saliency"]),
+    body=st.dictionaries(EXPLAIN_FIELDS, JSON | PIXELS | MODELS | st.integers(-3, 12), max_size=4)
+    | JSON,
+)
+def test_no_explanation_request_makes_a_server_error(cnn_client, path, body):
+    r = post_json(cnn_client, path, body)  # the test client raises on a server error
+    assert r.status_code == 200 or (r.status_code == 400 and r.json()["error"])
+
+
+def test_a_cnn_trained_on_the_page_reports_confusion_and_is_served(cnn_client):
+    settings = {**TINY, "kind": "cnn", "channels": [4], "hidden": [16], "samples": 300}
+    r = post_json(cnn_client, "/api/train", settings)
+    assert r.status_code == 202 and r.json()["settings"]["channels"] == [4]
+    events = events_of(cnn_client.get("/api/train/events"))
+    assert events[-1]["status"] == "done"
+    epoch = next(e for e in events if e["type"] == "epoch")
+    confusion = np.array(epoch["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 1000
+    assert np.trace(confusion) / 1000 == pytest.approx(epoch["val_accuracy"])
+    body = cnn_client.get("/api/models").json()
+    assert body["learned"] == "learned-mnist-cnn"
+    assert body["default"]["mnist"] == "mnist-cnn"  # a page-trained network is offered, not pushed
+    learned = next(m for m in body["models"] if m["name"] == "learned-mnist-cnn")
+    assert learned["kind"] == "cnn" and learned["val_accuracy"] == epoch["val_accuracy"]
+    payload = {"model": "learned-mnist-cnn", "pixels": GOOD_INPUT["pixels"]}
+    assert cnn_client.post("/api/predict", json=payload).status_code == 200
+    assert post_json(cnn_client, "/api/saliency", payload).status_code == 200
+    assert len(post_json(cnn_client, "/api/inside", payload).json()["blocks"]) == 1
+    assert cnn_client.get("/api/weights?model=learned-mnist-cnn").json()["units"] == 4
+
+    r = post_json(cnn_client, "/api/train", {**TINY, "hidden": [8]})  # the next one replaces it
+    assert events_of(cnn_client.get("/api/train/events"))[-1]["status"] == "done"
+    names = [m["name"] for m in cnn_client.get("/api/models").json()["models"]]
+    assert names == ["mnist-mlp", "mnist-cnn", "tiny64", "learned-mnist-mlp"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"kind": "rnn"}, "kind must be 'mlp' or 'cnn'"),
+        ({"kind": "cnn", "channels": []}, "channels must be a list of 1 to 2"),
+        ({"kind": "cnn", "channels": [8, 8, 8]}, "channels must be a list of 1 to 2"),
+        ({"kind": "cnn", "channels": [0]}, "channels must be an integer from 1 to 64"),
+        ({"kind": "cnn", "channels": [65]}, "channels must be an integer from 1 to 64"),
+        ({"kind": "cnn", "channels": "8,16"}, "channels must be a list"),
+    ],
+)
+def test_bad_cnn_settings_get_a_400(client, settings, words):
+    r = client.post("/api/train", json={**TINY, **settings})
+    assert r.status_code == 400
+    assert words in r.json()["error"]

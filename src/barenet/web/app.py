@@ -7,7 +7,13 @@ Routes
 ``POST /api/predict``         ``{"pixels": [784 values 0..255]}`` or ``{"image": "data:image/
                               png;base64,..."}`` (optional ``"model"``, ``"preprocess"``) ->
                               probabilities, the 28x28 input and the hidden activations
-``GET /api/weights``          the first layer's weights as 28x28 images (``?model=&count=``)
+``GET /api/weights``          the first layer's weights as images: 28x28 per dense unit, or
+                              a convolution's kernels (``?model=&count=``)
+``POST /api/inside``          ``{"pixels": [...], "model"}`` -> each convolution block's
+                              feature maps, strongest channels first (none for an MLP)
+``POST /api/saliency``        ``{"pixels": [...], "model", "class"}`` -> the gradient of the
+                              class's logit with respect to the pixels, and the pixels that
+                              speak for the three likeliest other classes
 ``GET /api/sample``           a test image of a dataset (``?dataset=fashion&index=``)
 ``POST /api/train``           start a training run (see ``training.TrainSettings``)
 ``GET /api/train``            the current run's status
@@ -46,12 +52,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from barenet.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from barenet.conv import Conv2D
 from barenet.datasets.specs import get_spec
 from barenet.errors import ArgumentError, BarenetError, DatasetError, ModelFileError
 from barenet.io import load_model
 from barenet.layers import Dense
 from barenet.model import Sequential
 from barenet.preprocess import MAX_PIXELS, PREPROCESSORS, decode_image
+from barenet.web import explain
 from barenet.web.guard import LOOPBACK, Guard, check_host_name
 from barenet.web.training import DatasetMissingError, RunBusyError, Trainer, TrainSettings
 
@@ -124,16 +132,60 @@ class Served:
         as ``barenet predict`` prepares it (by the model's ``preprocess`` metadata)."""
         return PREPROCESSORS.get(self.pictures, PREPROCESSORS["mnist"])(picture)
 
+    @property
+    def kind(self) -> str:
+        """ "cnn" for a network with convolutions, else "mlp"."""
+        return "cnn" if any(isinstance(l, Conv2D) for l in self.model.layers) else "mlp"
+
+    @property
+    def accuracy(self) -> float:
+        """Its test accuracy as recorded in its metadata, else its validation accuracy
+        (a network trained on the Learn page), else 0."""
+        meta = self.model.metadata or {}
+        value = meta.get("test_accuracy", meta.get("val_accuracy"))
+        return float(value) if isinstance(value, (int, float)) else 0.0
+
     def describe(self) -> dict[str, Any]:
         widths = [l.out_features for l in self.model.layers if isinstance(l, Dense)]
+        channels = [l.out_channels for l in self.model.layers if isinstance(l, Conv2D)]
+        meta = self.model.metadata or {}
+        shape = "-".join(map(str, [SIDE * SIDE, *widths]))
+        if channels:
+            shape = f"conv {'-'.join(map(str, channels))}, dense {'-'.join(map(str, widths))}"
         return {
             "name": self.name,
             "dataset": self.dataset,
             "classes": self.classes,
+            "kind": self.kind,
             "layers": [SIDE * SIDE, *widths],
+            "shape": shape,
             "params": self.model.num_params,
-            "test_accuracy": (self.model.metadata or {}).get("test_accuracy"),
+            "test_accuracy": meta.get("test_accuracy"),
+            "val_accuracy": meta.get("val_accuracy"),
         }
+
+    def _input(self, image: np.ndarray) -> np.ndarray:
+        """A 28x28 uint8 image as the one-sample batch the network reads (pixels / 255)."""
+        x = (image.astype(np.float32) / np.float32(255)).reshape(1, *self.input_shape)
+        return x.astype(self.model.dtype, copy=False)
+
+    def inside(self, image: np.ndarray) -> dict[str, Any]:
+        """The convolution blocks' feature maps for one 28x28 uint8 image (none for an MLP)."""
+        with self.lock, np.errstate(all="ignore"):
+            blocks = explain.feature_maps(self.model, self._input(image))
+        return {"model": self.name, "kind": self.kind, "blocks": blocks}
+
+    def why(self, image: np.ndarray, target: int | None) -> dict[str, Any]:
+        """Saliency of class ``target`` (default: the answer) for one 28x28 uint8 image."""
+        x = self._input(image)
+        with self.lock, np.errstate(all="ignore"):
+            if target is None:
+                target = int(self.model.predict_proba(x)[0].argmax())
+            result = explain.saliency(self.model, x, target)
+        result["label"] = self.classes[result["class"]]
+        for alt in result["alternatives"]:
+            alt["label"] = self.classes[alt["class"]]
+        return {"model": self.name, "classes": self.classes, **result}
 
     def answer(self, image: np.ndarray) -> dict[str, Any]:
         """Probabilities and hidden activations for one 28x28 uint8 image."""
@@ -159,18 +211,15 @@ class Served:
         }
 
     def first_weights(self, count: int) -> dict[str, Any]:
-        """The first ``count`` units' incoming weights, each a 28x28 image in -127..127."""
-        dense = next((l for l in self.model.layers if isinstance(l, Dense)), None)
-        if dense is None or dense.in_features != SIDE * SIDE:
-            raise ArgumentError(f"model {self.name!r} has no first layer reading the pixels")
-        w = dense.params["weight"][:count].astype(np.float64)
-        peak = np.abs(w).max(axis=1, keepdims=True)
-        images = np.rint(127 * w / np.where(peak > 0, peak, 1)).astype(np.int64)
-        return {
-            "model": self.name,
-            "units": dense.out_features,
-            "images": images.tolist(),
-        }
+        """The first ``count`` filters of the first layer, each an image in -127..127:
+        a dense unit's 28x28 incoming weights, or a convolution's kernel."""
+        try:
+            filters = explain.first_filters(self.model, SIDE, count)
+        except ArgumentError:
+            raise ArgumentError(
+                f"model {self.name!r} has no first layer reading the pixels"
+            ) from None
+        return {"model": self.name, **filters}
 
 
 def _rounded(a: np.ndarray, digits: int = 4) -> list[float]:
@@ -249,9 +298,25 @@ class App:
     def __init__(self, served: list[Served], trainer: Trainer) -> None:
         self.served = {s.name: s for s in served}
         self.trainer = trainer
+        self.learned: str | None = None  # the name the latest trained network is served by
+        self._learned_run = 0
+
+    def take_learned(self) -> None:
+        """Serve the network the latest finished Learn-page run trained, in memory, as
+        ``learned-DATASET-KIND`` (in place of an earlier one)."""
+        run = self.trainer.current
+        if run is None or run.model is None or run.id == self._learned_run:
+            return
+        self._learned_run = run.id
+        if self.learned is not None:
+            del self.served[self.learned]
+        name = f"learned-{run.settings.dataset}-{run.settings.kind}"
+        self.served[name] = Served.check(name, run.model)
+        self.learned = name
 
     def pick(self, name: Any) -> Served:
         """The served network called ``name``; the first one when ``name`` is None."""
+        self.take_learned()
         if name is None:
             return next(iter(self.served.values()))
         if not isinstance(name, str) or name not in self.served:
@@ -264,12 +329,17 @@ class App:
         return FileResponse(STATIC / "index.html")
 
     async def models(self, request: Request) -> Response:
-        defaults = {
-            d: next((n for n, s in self.served.items() if s.dataset == d), None)
-            for d in ("mnist", "fashion")
-        }
+        self.take_learned()
+        defaults: dict[str, str | None] = {}
+        for d in ("mnist", "fashion"):  # the most accurate; the first of equals
+            shipped = [s for n, s in self.served.items() if s.dataset == d and n != self.learned]
+            defaults[d] = max(shipped, key=lambda s: s.accuracy).name if shipped else None
         return JSONResponse(
-            {"models": [s.describe() for s in self.served.values()], "default": defaults}
+            {
+                "models": [s.describe() for s in self.served.values()],
+                "default": defaults,
+                "learned": self.learned,
+            }
         )
 
     async def predict(self, request: Request) -> Response:
@@ -292,6 +362,46 @@ class App:
             image = await run_in_threadpool(_picture, _data_url(body["image"]), served)
         image = np.rint(image).astype(np.uint8)
         return JSONResponse(await run_in_threadpool(served.answer, image))
+
+    async def _image_request(self, request: Request, *extra: str) -> tuple[Served, Any, Any]:
+        """The network, the 28x28 uint8 image and the body of an /api/inside or
+        /api/saliency request: ``{"pixels": [784 values], "model", "preprocess"}`` plus
+        the fields ``extra``."""
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise ArgumentError("the body must be a JSON object")
+        unknown = sorted(set(body) - {"pixels", "model", "preprocess", *extra})
+        if unknown:
+            raise ArgumentError(f"unknown field {unknown[0]!r}")
+        served = self.pick(body.get("model"))
+        preprocess = body.get("preprocess", True)
+        if not isinstance(preprocess, bool):
+            raise ArgumentError(f"preprocess must be true or false, got {preprocess!r}")
+        if "pixels" not in body:
+            raise ArgumentError("pixels (784 grey values) are missing")
+        grid = _pixels(body["pixels"])
+        image = served.prepare(grid.round().astype(np.uint8)) if preprocess else grid
+        return served, np.rint(image).astype(np.uint8), body
+
+    async def inside(self, request: Request) -> Response:
+        served, image, _ = await self._image_request(request)
+        return JSONResponse(await run_in_threadpool(served.inside, image))
+
+    async def saliency(self, request: Request) -> Response:
+        served, image, body = await self._image_request(request, "class")
+        target = body.get("class")
+        if target is not None and (
+            not isinstance(target, int)
+            or isinstance(target, bool)
+            or not 0 <= target < len(served.classes)
+        ):
+            raise ArgumentError(
+                f"class must be an integer from 0 to {len(served.classes) - 1}, got {target!r}"
+            )
+        return JSONResponse(await run_in_threadpool(served.why, image, target))
+
+    async def favicon(self, request: Request) -> Response:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     async def weights(self, request: Request) -> Response:
         served = self.pick(request.query_params.get("model"))
@@ -401,9 +511,9 @@ def create_app(
     ----------
     models : mapping of name to ModelSpec, optional
         The networks to serve, by the name the page shows; each is a shipped network's name,
-        a model file or a ``Sequential``. The first MNIST one answers drawings, the first
-        Fashion-MNIST one the Fashion mode. By default the shipped ``mnist-mlp`` and
-        ``fashion-mlp`` (those that are installed).
+        a model file or a ``Sequential``. The page offers each for its dataset and starts
+        with the most accurate (by the test accuracy in its metadata; the first of equals).
+        By default every shipped network that is installed.
     trainer : Trainer, optional
         Runs the Learn page's training (a new one by default).
     allowed_hosts : iterable of str, optional
@@ -441,6 +551,9 @@ def create_app(
         Route("/api/models", state.models),
         Route("/api/predict", state.predict, methods=["POST"]),
         Route("/api/weights", state.weights),
+        Route("/api/inside", state.inside, methods=["POST"]),
+        Route("/api/saliency", state.saliency, methods=["POST"]),
+        Route("/favicon.ico", state.favicon),
         Route("/api/sample", state.sample),
         Route("/api/train", state.train_start, methods=["POST"]),
         Route("/api/train", state.train_status, methods=["GET"]),

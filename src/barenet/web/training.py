@@ -1,13 +1,18 @@
 """Short training runs for the Learn page: one at a time, in a background thread.
 
-A run trains a small multi-layer perceptron with ``Sequential.fit``; a callback turns its
-progress into events (plain dicts, JSON-ready) that the server streams to the page:
+A run trains a small multi-layer perceptron or convolutional network with
+``Sequential.fit``; a callback turns its progress into events (plain dicts, JSON-ready)
+that the server streams to the page:
 
 * ``start``: the settings, the class names and a panel of validation images;
 * ``progress``: the step, the epoch's running loss and accuracy, and the network's
   current answer for each image of the panel (about ``POINTS`` times in a run);
-* ``epoch``: the epoch's training and validation loss and accuracy;
+* ``epoch``: the epoch's training and validation loss and accuracy, and the confusion
+  matrix on the validation images (``confusion[true][predicted]`` counts);
 * ``end``: ``status`` is ``"done"``, ``"stopped"`` or ``"error"`` (with a ``message``).
+
+A run that ends ``"done"`` keeps its network (``TrainingRun.model``), which the server then
+offers on the Draw page, in memory only.
 
 The validation images are cut from the end of the training set, so the test set stays
 unseen, as in ``barenet train``.
@@ -29,6 +34,8 @@ from barenet.callbacks import Callback
 from barenet.datasets import cache, scale, sources
 from barenet.datasets.specs import get_spec
 from barenet.errors import ArgumentError, BarenetError, DatasetError
+from barenet.metrics import confusion_matrix
+from barenet.model import Sequential
 from barenet.optim import Adam
 
 __all__ = [
@@ -48,6 +55,8 @@ __all__ = [
 LIMITS: dict[str, tuple[float, float]] = {
     "hidden_layers": (1, 3),
     "width": (1, 1024),
+    "conv_blocks": (1, 2),
+    "channels": (1, 64),
     "lr": (1e-5, 1.0),
     "epochs": (1, 20),
     "samples": (100, 59_000),
@@ -107,11 +116,16 @@ def _number(data: Mapping[str, Any], name: str, default: float, integer: bool) -
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """What a Learn-page run trains: ``dataset`` ("mnist" or "fashion"), the ``hidden``
-    layer widths, Adam's learning rate ``lr``, ``epochs``, the number of training images
-    ``samples`` (the first ones of the training set), ``batch_size`` and ``seed``."""
+    """What a Learn-page run trains: ``dataset`` ("mnist" or "fashion"), the ``kind`` of
+    network ("mlp", or "cnn": ``channels`` gives its 3x3 convolutions' widths, each
+    followed by BatchNorm, ReLU and 2x2 max pooling, as ``architectures.cnn`` builds them),
+    the ``hidden`` dense layer widths, Adam's learning rate ``lr``, ``epochs``, the number
+    of training images ``samples`` (the first ones of the training set), ``batch_size``
+    and ``seed``."""
 
     dataset: str = "mnist"
+    kind: str = "mlp"
+    channels: tuple[int, ...] = (8, 16)
     hidden: tuple[int, ...] = (64,)
     lr: float = 1e-3
     epochs: int = 1
@@ -139,11 +153,24 @@ class TrainSettings:
             )
         for width in hidden:
             _number({"width": width}, "width", 0, integer=True)
+        kind = data.get("kind", cls.kind)
+        if kind not in ("mlp", "cnn"):
+            raise ArgumentError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
+        channels = data.get("channels", list(cls.channels))
+        lo, hi = LIMITS["conv_blocks"]
+        if not isinstance(channels, list) or not lo <= len(channels) <= hi:
+            raise ArgumentError(
+                f"channels must be a list of {lo:g} to {hi:g} convolution widths, got {channels!r}"
+            )
+        for width in channels:
+            _number({"channels": width}, "channels", 0, integer=True)
         seed = data.get("seed", cls.seed)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise ArgumentError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
         settings = cls(
             dataset=dataset,
+            kind=kind,
+            channels=tuple(channels),
             hidden=tuple(hidden),
             lr=float(_number(data, "lr", cls.lr, integer=False)),
             epochs=int(_number(data, "epochs", cls.epochs, integer=True)),
@@ -161,11 +188,24 @@ class TrainSettings:
 
     @property
     def work(self) -> int:
-        """The run's cost, roughly proportional to its time: weights x (images seen +
-        ``UPDATE_COST`` x steps), for 28x28 inputs and 10 classes."""
-        widths = [SIDE * SIDE, *self.hidden, CLASSES]
-        weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
-        return weights * (self.epochs * self.samples + UPDATE_COST * self.steps)
+        """The run's cost, roughly proportional to its time: multiply-adds per image x
+        images seen + weights x ``UPDATE_COST`` x steps, for 28x28 inputs and 10 classes.
+        For an MLP both counts are its weights; a convolution's weights are used at every
+        position of its output (measured: about as fast per multiply-add as dense layers)."""
+        side, fan_in, macs, weights = SIDE, SIDE * SIDE, 0, 0
+        if self.kind == "cnn":
+            c_in = 1
+            for i, c in enumerate(self.channels):
+                conv = (9 * c_in + 1) * c
+                weights += conv + 2 * c  # and BatchNorm's scale and shift
+                macs += side * side * conv
+                c_in = c
+                if i + 1 == len(self.channels) or self.channels[i + 1] != c:
+                    side //= 2  # a 2x2 max pooling closes each run of equal widths
+            fan_in = c_in * side * side
+        dense = sum((a + 1) * b for a, b in itertools.pairwise([fan_in, *self.hidden, CLASSES]))
+        macs, weights = macs + dense, weights + dense
+        return macs * self.epochs * self.samples + weights * UPDATE_COST * self.steps
 
     def check_cost(self) -> None:
         """``ArgumentError`` when the run would cost more than ``LIMITS`` allows."""
@@ -186,6 +226,7 @@ class TrainSettings:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["channels"] = list(self.channels)
         return d
 
 
@@ -196,8 +237,9 @@ class _Stopped(Exception):
 class _Reporter(Callback):
     """Turns ``fit``'s callbacks into events, and stops training when asked."""
 
-    def __init__(self, run: TrainingRun, steps: int, panel: np.ndarray) -> None:
+    def __init__(self, run: TrainingRun, steps: int, panel: np.ndarray, validation: Split) -> None:
         self.run, self.steps, self.panel = run, steps, panel
+        self.validation = validation
         total = run.settings.epochs * steps
         self.total, self.every = total, max(1, math.ceil(total / POINTS))
         self.epoch = 0
@@ -223,10 +265,13 @@ class _Reporter(Callback):
         )
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        x_val, y_val = self.validation
+        confusion = confusion_matrix(y_val, self.model.predict(x_val), CLASSES)
         self.run.emit(
             "epoch",
             epoch=epoch + 1,
             step=(epoch + 1) * self.steps,
+            confusion=confusion.tolist(),
             **{k: float(v) for k, v in logs.items() if k != "lr"},
         )
 
@@ -239,6 +284,8 @@ class TrainingRun:
         self.settings = settings
         self.events: list[dict[str, Any]] = []
         self.status = "running"
+        #: The trained network, once the run has ended "done".
+        self.model: Sequential | None = None
         self.stop_requested = threading.Event()
         self._lock = threading.Lock()
         self._loader = loader
@@ -312,20 +359,34 @@ class TrainingRun:
                 "labels": y_all[-PANEL:].tolist(),
             },
         )
-        model = architectures.mlp(
-            s.hidden, dropout=0.0, input_shape=x.shape[1:], num_classes=len(spec.classes)
-        )
+        shape = x.shape[1:]
+        if s.kind == "cnn":
+            model = architectures.cnn(
+                s.channels, s.hidden, dropout=0.0, input_shape=shape, seed=s.seed
+            )
+        else:
+            model = architectures.mlp(s.hidden, dropout=0.0, input_shape=shape, seed=s.seed)
         model.compile("cross_entropy", Adam(lr=s.lr), metrics=["accuracy"])
-        model.fit(
+        history = model.fit(
             x,
             y,
             epochs=s.epochs,
             batch_size=s.batch_size,
             validation_data=(x_val, y_val),
             seed=s.seed,
-            callbacks=[_Reporter(self, steps, x_val[-PANEL:])],
+            callbacks=[_Reporter(self, steps, x_val[-PANEL:], (x_val, y_val))],
             verbose=0,
         )
+        val = history.history.get("val_accuracy", [])
+        model.metadata = {
+            "dataset": spec.name,
+            "classes": list(spec.classes),
+            "preprocess": {"scale": "pixels / 255", "pictures": spec.name},
+            "val_accuracy": val[-1] if val else None,
+            "trained": "on the Learn page",
+        }
+        if not self.stop_requested.is_set():
+            self.model = model
 
 
 class Trainer:
