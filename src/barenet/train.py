@@ -13,6 +13,7 @@ can only see the validation part, which is cut from the end of the training set.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import time
@@ -33,10 +34,23 @@ from barenet.metrics import classification_report, confusion_matrix
 from barenet.model import Sequential
 from barenet.schedules import CosineDecay, Schedule
 
-__all__ = ["RunResult", "TrainOptions", "WeightAverage", "random_shift", "run"]
+__all__ = ["MAX_PARAMS", "RunResult", "TrainOptions", "WeightAverage", "random_shift", "run"]
 
 SCHEDULES = ("cosine", "constant")
 WEIGHT_DECAY = ("sgd", "adam", "adamw")  #: optimizers that take ``weight_decay``
+
+# Upper bounds of the size options, checked before anything is loaded or allocated: a
+# typo (--hidden 1000000000, --epochs 10**30) gets one line instead of a MemoryError or
+# a run that never ends. Far above anything these datasets need.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_WIDTH = 65_536
+MAX_LAYERS = 64
+MAX_IMAGES = 10_000_000  #: for ``limit`` and a ``val_split`` given as a count
+MAX_SEED = 2**63 - 1
+#: Parameters a network may have: 200 MB of float32 weights (Adam keeps two more copies,
+#: training one of gradients). The shipped networks have at most 1.07 million.
+MAX_PARAMS = 50_000_000
 
 
 @dataclass
@@ -75,12 +89,13 @@ class TrainOptions:
         if self.model not in architectures.ARCHITECTURES:
             names = ", ".join(architectures.ARCHITECTURES)
             raise ArgumentError(f"model must be one of {names}; got {self.model!r}")
-        for name in ("epochs", "batch_size"):
-            check_int(name, getattr(self, name), 1)
-        for name in ("shift", "average_last", "seed"):
+        _check_size("epochs", self.epochs, 1, MAX_EPOCHS)
+        _check_size("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        for name in ("shift", "average_last"):
             check_int(name, getattr(self, name), 0)
+        _check_size("seed", self.seed, 0, MAX_SEED)
         if self.limit is not None:
-            check_int("limit", self.limit, 2)
+            _check_size("limit", self.limit, 2, MAX_IMAGES)
         if self.shift > 4:
             raise ArgumentError(f"shift must be at most 4 pixels, got {self.shift}")
         if self.average_last > self.epochs:
@@ -91,16 +106,22 @@ class TrainOptions:
             raise ArgumentError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.hidden:
             raise ArgumentError("hidden must name at least one layer width")
+        if len(self.hidden) > MAX_LAYERS:
+            raise ArgumentError(
+                f"hidden must name at most {MAX_LAYERS} layers, got {len(self.hidden)}"
+            )
         for width in self.hidden:
-            check_int("hidden", width, 1)
+            _check_size("hidden", width, 1, MAX_WIDTH)
         check_positive("lr", self.lr)
         check_positive("decay", self.decay, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_positive("val_split", self.val_split)
-        if self.val_split >= 1 and self.val_split != int(self.val_split):
+        if self.val_split >= 1 and (
+            self.val_split != int(self.val_split) or self.val_split > MAX_IMAGES
+        ):
             raise ArgumentError(
-                f"val_split must be a fraction below 1 or a whole number of images, "
-                f"got {self.val_split!r}"
+                f"val_split must be a fraction below 1 or a whole number of images up to "
+                f"{MAX_IMAGES:,}, got {self.val_split!r}"
             )
         if self.schedule not in SCHEDULES:
             raise ArgumentError(
@@ -114,11 +135,46 @@ class TrainOptions:
             )
         if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             raise ArgumentError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        spec = get_spec(self.dataset)
+        params = count_params(self, spec.shape("x_train")[1:], len(spec.classes))
+        if params > MAX_PARAMS:
+            raise ArgumentError(
+                f"the {self.model} with hidden widths {','.join(map(str, self.hidden))} would "
+                f"have {params:,} parameters, more than the limit of {MAX_PARAMS:,}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
         return d
+
+
+def _check_size(name: str, value: object, low: int, high: int) -> int:
+    """``check_int`` with an upper bound; a huge value is described, not printed."""
+    value = check_int(name, value, low)
+    if value > high:
+        shown = f"{value:,}" if value.bit_length() < 128 else f"a {value.bit_length()}-bit integer"
+        raise ArgumentError(f"{name} must be at most {high:,}, got {shown}")
+    return value
+
+
+def count_params(options: TrainOptions, input_shape: tuple[int, ...], classes: int) -> int:
+    """The parameters ``architectures.build`` would give the network ``options`` name, for
+    images of ``input_shape``, counted without building it (nothing is allocated)."""
+    fan_in, total = math.prod(input_shape), 0
+    if options.model == "cnn":  # conv 3x3 + BatchNorm per channel width, 2x2 pooling
+        channels = inspect.signature(architectures.cnn).parameters["channels"].default
+        c, h, w = (1, *input_shape) if len(input_shape) == 2 else input_shape
+        for i, width in enumerate(channels):
+            total += c * width * 9 + width + 2 * width
+            c = width
+            if i + 1 == len(channels) or channels[i + 1] != width:
+                h, w = h // 2, w // 2
+        fan_in = c * h * w
+    for width in (*options.hidden, classes):
+        total += fan_in * width + width
+        fan_in = width
+    return total
 
 
 @dataclass
