@@ -610,3 +610,13 @@ def test_bad_cnn_settings_get_a_400(client, settings, words):
     r = client.post("/api/train", json={**TINY, **settings})
     assert r.status_code == 400
     assert words in r.json()["error"]
+
+
+def test_serve_offers_its_model_and_every_shipped_network(tmp_path):
+    from barenet.web import _models
+
+    shipped = list(pretrained.available())
+    assert len(shipped) == 4
+    assert list(_models("mnist-cnn")) == ["mnist-cnn", *[n for n in shipped if n != "mnist-cnn"]]
+    mine = tmp_path / "mine.npz"
+    assert _models(str(mine)) == {"mine": str(mine), **{n: n for n in shipped}}

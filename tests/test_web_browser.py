@@ -3,8 +3,12 @@ against a server started here on a free localhost port.
 
 It draws a "1" on the pad and waits for the shipped network's answer, opens the inside
 view, shows a Fashion-MNIST test image and an uploaded picture, and runs (and stops) a
-tiny training on the Learn page. Screenshots of each
-step are saved in the test's temporary folder. ``make test`` installs chromium first.
+tiny training on the Learn page. With the convolutional networks: it switches networks
+and reads a drawn 1 and 7, draws a CNN's feature maps and kernels, shows why the network
+answers as it does (and for another class, clicked), trains a small CNN to the end and
+draws on it. No page may log an error to the console (a failed request included).
+Screenshots of each step are saved in the test's temporary folder. ``make test``
+installs chromium first.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def page(browser, server):
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     pg.goto(server)
@@ -176,3 +181,163 @@ def test_learn_page_trains_and_draws_the_curve(page, tmp_path):
     page.click("#stop")
     expect(page.locator("#train-status")).to_have_text(re.compile(r"^Stopped"))
     assert page.is_enabled("#start")
+
+
+# ---- networks to choose, convolutional networks inside, why, a CNN learning --------------------
+def draw(page, points) -> None:
+    """One stroke through ``points``, (x, y) on the 280x280 pad."""
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y)
+    page.mouse.up()
+
+
+ONE = [(150 - i * 0.8, 45 + i * 9.5) for i in range(21)]
+SEVEN = [(70 + i * 10, 60) for i in range(15)] + [(210 - i * 4, 60 + i * 10) for i in range(1, 20)]
+
+
+def pixels(page, selector: str) -> list[int]:
+    return page.evaluate(
+        """(sel) => {
+            const c = document.querySelector(sel);
+            return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
+        }""",
+        selector,
+    )
+
+
+def test_a_fresh_page_and_a_blank_pad_ask_nothing_wrong(page, tmp_path):
+    assert page.text_content("#confidence") == "draw a digit"
+    box = page.locator("#pad").bounding_box()
+    page.mouse.click(box["x"] + 140, box["y"] + 140)  # a lone dot is not sent
+    page.click("#clear")
+    for tab in ("inside", "learn", "draw"):
+        page.click(f"nav a[data-tab={tab}]")
+        expect(page.locator(f"#{tab}")).to_be_visible()
+    page.click("#mode-fashion")
+    expect(page.locator("#top")).not_to_have_text("?")
+    page.click("#mode-digits")
+    assert page.text_content("#top") == "?" and page.text_content("#confidence") == "draw a digit"
+    page.screenshot(path=str(tmp_path / "fresh.png"), full_page=True)
+
+
+def test_switching_to_mnist_cnn_reads_a_1_and_a_7(page, tmp_path):
+    choice = page.locator("#model-choice")
+    assert choice.input_value() == "mnist-cnn"  # the most accurate, by default
+    assert page.eval_on_selector_all("#model-choice option", "o => o.map(x => x.value)") == [
+        "mnist-mlp",
+        "mnist-cnn",
+    ]
+    choice.select_option("mnist-mlp")
+    expect(page.locator("#model-info")).to_contain_text("mnist-mlp: 784-512-256-10")
+    draw(page, SEVEN)
+    expect(page.locator("#top")).to_have_text("7")
+    choice.select_option("mnist-cnn")  # the drawing is asked again of the new network
+    expect(page.locator("#model-info")).to_have_text(
+        re.compile(r"mnist-cnn: conv 32-64-128, dense 128-10, 99\.\d% test accuracy")
+    )
+    expect(page.locator("#top")).to_have_text("7")
+    page.screenshot(path=str(tmp_path / "cnn-seven.png"), full_page=True)
+    page.click("#clear")
+    draw(page, ONE)
+    expect(page.locator("#top")).to_have_text("1")
+    page.click("nav a[data-tab=inside]")  # the choice holds on every tab
+    expect(page.locator("#inside-answer")).to_have_text(re.compile(r"^mnist-cnn answers 1"))
+    page.click("nav a[data-tab=draw]")
+    assert choice.input_value() == "mnist-cnn"
+    page.click("#mode-fashion")
+    assert choice.input_value() == "fashion-cnn"
+    page.click("#mode-digits")
+    assert choice.input_value() == "mnist-cnn"
+
+
+def test_inside_a_cnn_maps_and_kernels(page, tmp_path):
+    draw(page, SEVEN)
+    expect(page.locator("#top")).to_have_text("7")
+    page.click("nav a[data-tab=inside]")
+    blocks = page.locator("#conv-blocks section.block")
+    expect(blocks).to_have_count(3)
+    expect(page.locator("#weights canvas")).to_have_count(32)
+    sizes = page.eval_on_selector_all(
+        "#conv-blocks section.block",
+        """bs => bs.map(b => [
+            [...b.querySelectorAll(".maps:not(.pooled) canvas")].map(c => c.width + "x" + c.height),
+            [...b.querySelectorAll(".maps.pooled canvas")].map(c => c.width + "x" + c.height),
+        ])""",
+    )
+    for (maps, pooled), side in zip(sizes, (28, 14, 7), strict=True):
+        assert maps == [f"{side}x{side}"] * 16 and pooled == [f"{side // 2}x{side // 2}"] * 16
+    assert blocks.nth(0).locator("h3").text_content() == (
+        "Block 1: 32 channels of 28\u00d728, the 16 strongest"
+    )
+    assert ink(page, "#conv-blocks .maps canvas") > 0
+    kernels = page.eval_on_selector_all("#weights canvas", "cs => cs.map(c => c.width)")
+    assert kernels == [3] * 32
+    assert page.text_content("#weights-title") == "First-layer kernels"
+    assert page.locator("#activations figure").count() == 1  # then the dense part
+    page.screenshot(path=str(tmp_path / "inside-cnn.png"), full_page=True)
+
+
+def test_why_shows_the_pixels_behind_an_answer_and_another_class(page, tmp_path):
+    draw(page, SEVEN)
+    expect(page.locator("#top")).to_have_text("7")
+    expect(page.locator("#why")).to_be_visible()
+    expect(page.locator("#why-map")).to_have_attribute("data-class", "7")
+    assert page.text_content("#why-class").startswith("7?")
+    expect(page.locator("#alternatives figure")).to_have_count(3)
+    seven = pixels(page, "#why-map")
+    assert len(set(seven)) > 10  # an overlay, not a flat square
+    page.screenshot(path=str(tmp_path / "why-7.png"), full_page=True)
+
+    page.click("#bars li[data-class='1']")
+    expect(page.locator("#why-map")).to_have_attribute("data-class", "1")
+    assert page.text_content("#why-class").startswith("1?")
+    assert "chosen" in page.get_attribute("#bars li[data-class='1']", "class")
+    one = pixels(page, "#why-map")
+    assert one != seven
+    page.click("#why-times")  # gradient x input: only inked pixels keep a colour
+    expect(page.locator("#why-times")).to_have_class(re.compile("active"))
+    assert pixels(page, "#why-map") != one
+    page.screenshot(path=str(tmp_path / "why-1.png"), full_page=True)
+
+
+def test_a_small_cnn_learns_live_and_then_reads_drawings(page, tmp_path):
+    page.click("nav a[data-tab=learn]")
+    expect(page.locator("#channels-field")).to_be_hidden()
+    page.select_option("select[name=kind]", "cnn")
+    expect(page.locator("#channels-field")).to_be_visible()
+    page.fill("input[name=channels]", "4,8")
+    page.fill("input[name=hidden]", "32")
+    page.fill("input[name=epochs]", "2")
+    page.fill("input[name=samples]", "1500")
+    page.click("#start")
+    expect(page.locator("#train-status")).to_have_text(re.compile(r"^Done"))
+    assert int(page.get_attribute("#curve", "data-points")) >= 2
+    assert page.locator("#panel figure.right, #panel figure.wrong").count() == 12
+    expect(page.locator("#confusion")).to_have_attribute("data-epoch", "2")
+    counts = page.eval_on_selector_all(
+        "#confusion tr",
+        "rows => rows.slice(1).map(r => [...r.querySelectorAll('td')].map("
+        "td => Number(td.textContent || 0)))",
+    )
+    assert len(counts) == 10 and all(len(row) == 10 for row in counts)
+    assert sum(map(sum, counts)) == 1000
+    assert sum(counts[i][i] for i in range(10)) > 500  # better than chance after 2 epochs
+    page.screenshot(path=str(tmp_path / "learn-cnn.png"), full_page=True)
+
+    page.click("#use-learned")
+    expect(page.locator("#draw")).to_be_visible()
+    expect(page.locator("#model-choice")).to_have_value("learned-mnist-cnn")
+    expect(page.locator("#model-info")).to_have_text(
+        re.compile(r"^learned-mnist-cnn: conv 4-8, dense 32-10, \d+\.\d% validation accuracy")
+    )
+    draw(page, ONE)
+    expect(page.locator("#top")).not_to_have_text("?")
+    assert page.text_content("#top") in [str(d) for d in range(10)]
+    expect(page.locator("#why-map")).to_be_visible()
+    page.click("nav a[data-tab=inside]")
+    expect(page.locator("#conv-blocks section.block")).to_have_count(2)
+    expect(page.locator("#weights canvas")).to_have_count(4)
+    page.screenshot(path=str(tmp_path / "learned-inside.png"), full_page=True)

@@ -27,7 +27,9 @@ from starlette.datastructures import Headers
 from starlette.testclient import TestClient
 
 import barenet.web
+from barenet import architectures
 from barenet.cli import main
+from barenet.conv import Conv2D, MaxPool2D
 from barenet.datasets import fetchers, sources
 from barenet.errors import ArgumentError, DatasetError
 from barenet.layers import Dense, Flatten
@@ -40,7 +42,7 @@ from barenet.web.training import LIMITS, UPDATE_COST, Trainer, TrainSettings, lo
 
 BASE = "http://localhost"
 JSON_TYPE = {"content-type": "application/json"}
-POSTS = ["/api/predict", "/api/train", "/api/train/stop"]
+POSTS = ["/api/predict", "/api/inside", "/api/saliency", "/api/train", "/api/train/stop"]
 
 
 def tiny_data(name: str):
@@ -246,18 +248,24 @@ def test_integers_in_query_strings_are_ascii_digits(client, query):
 
 # ---- training cost --------------------------------------------------------------------------
 def test_what_the_page_sends_is_within_the_limits(client):
-    """app.js sends dataset, hidden, lr, epochs and samples; index.html bounds the last two
-    the same way the server does."""
+    """app.js sends dataset, kind, channels, hidden, lr, epochs and samples; index.html
+    bounds the last two the same way the server does."""
     page = (STATIC / "index.html").read_text()
     for name in ("epochs", "samples"):
         field = re.search(rf'name="{name}"[^>]*min="(\d+)"\s+max="(\d+)"', page)
         assert field is not None and tuple(map(int, field.groups())) == LIMITS[name]
     sent = re.search(r'api\("/api/train", \{(.*?)\}\);', (STATIC / "app.js").read_text(), re.S)
     assert sent is not None
-    assert re.findall(r"(\w+):", sent[1]) == ["dataset", "hidden", "lr", "epochs", "samples"]
+    assert re.findall(r"(\w+):", sent[1]) == [
+        *("dataset", "kind", "channels", "hidden", "lr", "epochs", "samples")
+    ]
+    channels = re.search(r'name="channels"\s+value="([\d,]+)"', page)
+    assert channels is not None
     default = {"dataset": "mnist", "hidden": [64], "lr": 0.001, "epochs": 2, "samples": 5000}
     largest = {**default, "epochs": LIMITS["epochs"][1], "samples": LIMITS["samples"][1]}
-    for body in (default, largest):
+    cnn = {**default, "kind": "cnn", "channels": [int(c) for c in channels[1].split(",")]}
+    largest_cnn = {**cnn, "samples": LIMITS["samples"][1]}  # one epoch of every image
+    for body in (default, largest, cnn, largest_cnn):
         r = client.post("/api/train", json=body)
         assert r.status_code == 202 and r.json()["settings"]["batch_size"] == 64
         client.post("/api/train/stop", json={})
@@ -275,6 +283,36 @@ def test_what_the_page_sends_is_within_the_limits(client):
 def test_runs_costing_more_than_the_limits_are_refused(client, settings, words):
     r = client.post("/api/train", json=settings)
     assert r.status_code == 400 and words in r.json()["error"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    channels=st.lists(st.integers(1, 64), min_size=1, max_size=2),
+    hidden=st.lists(st.integers(1, 1024), min_size=1, max_size=3),
+    epochs=st.integers(1, 20),
+    samples=st.integers(100, 59_000),
+    batch_size=st.integers(1, 1024),
+)
+def test_every_accepted_cnn_run_is_bounded(channels, hidden, epochs, samples, batch_size):
+    """The work of a CNN: multiply-adds per image (each 3x3 convolution at every position
+    of its 28x28, 14x14, ... input) x images seen + weights x UPDATE_COST x steps."""
+    body = {"kind": "cnn", "channels": channels, "hidden": hidden, "epochs": epochs}
+    try:
+        s = TrainSettings.from_json({**body, "samples": samples, "batch_size": batch_size})
+    except ArgumentError:
+        return
+    model = architectures.cnn(channels, hidden, dropout=0.0)
+    macs, weights, side = 0, model.num_params, 28
+    for layer in model.layers:
+        if isinstance(layer, Conv2D):
+            macs += side * side * layer.num_params()
+        elif isinstance(layer, MaxPool2D):
+            side //= 2
+        elif isinstance(layer, Dense):
+            macs += layer.num_params()
+    steps = epochs * -(-samples // batch_size)
+    assert s.work == macs * epochs * samples + weights * UPDATE_COST * steps
+    assert s.steps <= LIMITS["steps"][1] and s.work <= LIMITS["work"][1]
 
 
 @settings(max_examples=200, deadline=None)
@@ -461,6 +499,8 @@ ROUTES = [
     ("GET", "/api/train/events"),
     ("GET", "/static/app.js"),
     ("POST", "/api/predict"),
+    ("POST", "/api/inside"),
+    ("POST", "/api/saliency"),
     ("POST", "/api/train"),
     ("POST", "/api/train/stop"),
     ("PUT", "/api/predict"),
@@ -474,7 +514,10 @@ KEYS = st.sampled_from(["model", "count", "dataset", "index", "x", "pixels", "im
 ODD = st.sampled_from(["²", "١", "𝟙", "9" * 5000, "-1", "0", "7", "fashion", "plain"])
 QUERY = st.lists(st.tuples(KEYS, st.text(max_size=12) | ODD), max_size=3)
 FIELDS = st.sampled_from(
-    ["pixels", "image", "model", "preprocess", "dataset", "hidden", "lr", "epochs", "samples"]
+    [
+        *("pixels", "image", "model", "preprocess", "class", "dataset", "kind", "channels"),
+        *("hidden", "lr", "epochs", "samples"),
+    ]
 )
 BODIES = (
     st.binary(max_size=64)

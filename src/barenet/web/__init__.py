@@ -45,23 +45,23 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
-        default="mnist-mlp",
-        metavar="mnist-mlp|PATH",
-        help="network that reads the drawings: a shipped one or a model file (default %(default)s)",
+        default="mnist-cnn",
+        metavar="NAME|PATH",
+        help="network listed first: a shipped one or a model file; the page offers it and "
+        "every shipped network, starting on the most accurate (default %(default)s)",
     )
     p.set_defaults(func=run_serve)
     return p
 
 
 def _models(model: str) -> dict[str, Any]:
-    """The networks to serve: ``model`` first, then the shipped Fashion-MNIST one if any."""
+    """The networks to serve: ``model`` first, then every installed shipped one."""
     from barenet import pretrained
 
     name = model if model in pretrained.PRETRAINED else Path(model).stem
     models: dict[str, Any] = {name: model}
     for shipped in pretrained.available():
-        if shipped.startswith("fashion") and shipped not in models:
-            models[shipped] = shipped
+        models.setdefault(shipped, shipped)
     return models
 
 

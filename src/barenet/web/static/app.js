@@ -6,9 +6,14 @@ const $ = (id) => document.getElementById(id);
 const state = {
   models: [],
   defaults: { mnist: null, fashion: null },
+  chosen: { digits: null, fashion: null },  // the network picked on the Draw page, per mode
+  learned: null,  // the name the network trained on the Learn page is served by
   mode: "digits",
   result: null,
+  lastBody: null,  // the latest prediction request, to ask again when the network changes
   weightsFor: null,
+  insideFor: null,
+  why: { cls: null, method: "gradient", data: null },
 };
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -75,13 +80,24 @@ function showTab() {
   document.querySelectorAll("nav a").forEach((a) => {
     a.classList.toggle("active", a.dataset.tab === known);
   });
-  if (known === "inside") loadWeights();
+  if (known === "inside") {
+    showInside();
+    loadWeights();
+  }
 }
 
 // ---- models ---------------------------------------------------------------------------------
+const datasetOf = (mode) => (mode === "fashion" ? "fashion" : "mnist");
+
+function modelName() {
+  // The network chosen for this mode, else the server's default (the most accurate).
+  const chosen = state.chosen[state.mode];
+  if (chosen && state.models.some((m) => m.name === chosen)) return chosen;
+  return state.defaults[datasetOf(state.mode)];
+}
+
 function currentModel() {
-  const name = state.mode === "fashion" ? state.defaults.fashion : state.defaults.mnist;
-  return state.models.find((m) => m.name === name) || null;
+  return state.models.find((m) => m.name === modelName()) || null;
 }
 
 function describeModel() {
@@ -90,38 +106,84 @@ function describeModel() {
     $("model-info").textContent = "no model served for this mode";
     return;
   }
-  const acc = m.test_accuracy ? `, ${(100 * m.test_accuracy).toFixed(1)}% test accuracy` : "";
-  $("model-info").textContent = `${m.name}: ${m.layers.join("-")}${acc}`;
+  const acc = m.test_accuracy ? `, ${(100 * m.test_accuracy).toFixed(1)}% test accuracy` :
+    m.val_accuracy ? `, ${(100 * m.val_accuracy).toFixed(1)}% validation accuracy` : "";
+  $("model-info").textContent = `${m.name}: ${m.shape}${acc}`;
+}
+
+function fillModelChoice() {
+  const select = $("model-choice");
+  const dataset = datasetOf(state.mode);
+  select.replaceChildren(...state.models.filter((m) => m.dataset === dataset).map((m) => {
+    const option = document.createElement("option");
+    option.value = m.name;
+    const acc = m.test_accuracy || m.val_accuracy;
+    option.textContent = acc ? `${m.name} (${(100 * acc).toFixed(1)}%)` : m.name;
+    return option;
+  }));
+  select.value = modelName() || "";
+  select.disabled = select.options.length < 2;
+}
+
+function chooseModel(name) {
+  state.chosen[state.mode] = name;
+  try {
+    localStorage.setItem(`barenet-model-${state.mode}`, name);
+  } catch (e) { /* storage may be off: the choice then lasts as long as the page */ }
+  fillModelChoice();
+  describeModel();
+  state.weightsFor = null;
+  state.insideFor = null;
+  state.why.cls = null;
+  if (state.lastBody) predict(state.lastBody);
+  else showInside();
 }
 
 async function loadModels() {
   const data = await api("/api/models");
   state.models = data.models;
   state.defaults = data.default;
-  if (!state.defaults.fashion) {
-    $("mode-fashion").disabled = true;
-    $("mode-fashion").title = "no Fashion-MNIST model is served";
+  state.learned = data.learned;
+  for (const mode of ["digits", "fashion"]) {
+    try {
+      state.chosen[mode] = state.chosen[mode] || localStorage.getItem(`barenet-model-${mode}`);
+    } catch (e) { /* no storage: keep the defaults */ }
   }
+  $("mode-fashion").disabled = !state.defaults.fashion;
+  $("mode-fashion").title = state.defaults.fashion ? "" : "no Fashion-MNIST model is served";
+  fillModelChoice();
   describeModel();
-  clearResult();
+  if (!state.result) clearResult();
 }
 
 // ---- prediction -----------------------------------------------------------------------------
 function clearResult() {
   state.result = null;
+  state.lastBody = null;
+  state.why.cls = null;
+  state.why.data = null;
   const m = currentModel();
   const classes = m ? m.classes : [];
-  $("bars").replaceChildren(...classes.map((c) => barRow(c, 0, false)));
+  $("bars").replaceChildren(...classes.map((c, i) => barRow(c, 0, false, i)));
   $("top").textContent = "?";
   $("top").classList.remove("long");
-  $("confidence").textContent = "";
+  $("confidence").textContent = state.mode === "digits" ? "draw a digit" : "";
   paintGrey($("seen"), new Array(784).fill(0));
   $("draw-error").textContent = "";
+  $("why").hidden = true;
 }
 
-function barRow(label, p, best) {
+function barRow(label, p, best, index) {
   const li = document.createElement("li");
   li.className = best ? "best" : "";
+  li.dataset.class = String(index);
+  li.title = `why ${label}?`;
+  li.addEventListener("click", () => {
+    if (!state.result) return;
+    state.why.cls = index;
+    markChosen();
+    explain();
+  });
   li.innerHTML = '<span class="label"></span><span class="track"><span class="bar"></span></span>' +
     '<span class="value"></span>';
   li.querySelector(".label").textContent = label;
@@ -132,13 +194,15 @@ function barRow(label, p, best) {
 
 function showResult(r) {
   state.result = r;
-  $("bars").replaceChildren(...r.classes.map((c, i) => barRow(c, r.probabilities[i], i === r.top)));
+  $("bars").replaceChildren(...r.classes.map((c, i) => barRow(c, r.probabilities[i], i === r.top, i)));
   $("top").textContent = r.label;
   $("top").classList.toggle("long", r.label.length > 3);
   $("confidence").textContent = `${(100 * r.probabilities[r.top]).toFixed(1)}% sure`;
   paintGrey($("seen"), r.input);
   $("draw-error").textContent = "";
+  markChosen();
   showInside();
+  explain();
 }
 
 let inFlight = false;
@@ -153,8 +217,12 @@ async function predict(body) {
   inFlight = true;
   try {
     const mode = state.mode;
-    const result = await api("/api/predict", body);
-    if (mode === state.mode) showResult(result);
+    const model = modelName();
+    state.lastBody = body;
+    const result = await api("/api/predict", { ...body, model });
+    if (mode === state.mode && model === modelName() && state.lastBody === body) {
+      showResult(result);
+    }
   } catch (e) {
     $("draw-error").textContent = e.message;
   } finally {
@@ -167,25 +235,116 @@ async function predict(body) {
   }
 }
 
+// ---- why: saliency ---------------------------------------------------------------------------
+function whyClass() {
+  const r = state.result;
+  return state.why.cls === null ? (r ? r.top : null) : state.why.cls;
+}
+
+function markChosen() {
+  const chosen = whyClass();
+  [...$("bars").children].forEach((li, i) => li.classList.toggle("chosen", i === chosen));
+}
+
+function paintSaliency(canvas, input, values) {
+  // The input in grey, dimmed, under the values in red (positive) and blue (negative),
+  // scaled by the largest magnitude.
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(28, 28);
+  const peak = Math.max(...values.map(Math.abs), 1e-12);
+  values.forEach((v, i) => {
+    const t = v / peak;
+    const a = Math.min(Math.abs(t) * 1.6, 1);
+    const grey = 40 + 0.45 * input[i];
+    const [r, g, b] = t >= 0 ? [235, 60, 50] : [40, 110, 235];
+    img.data.set([grey + a * (r - grey), grey + a * (g - grey), grey + a * (b - grey), 255], 4 * i);
+  });
+  ctx.putImageData(img, 0, 0);
+  canvas.dataset.peak = String(peak);
+}
+
+function renderWhy() {
+  const d = state.why.data;
+  const r = state.result;
+  if (!d || !r) return;
+  $("why").hidden = false;
+  $("why-class").textContent = `${d.label}? (${(100 * d.probability).toFixed(1)}%)`;
+  $("why-gradient").classList.toggle("active", state.why.method === "gradient");
+  $("why-times").classList.toggle("active", state.why.method !== "gradient");
+  const map = $("why-map");
+  paintSaliency(map, r.input, state.why.method === "gradient" ? d.gradient : d.gradient_x_input);
+  map.dataset.class = String(d.class);
+  $("alternatives").replaceChildren(...d.alternatives.map((alt) => {
+    const figure = document.createElement("figure");
+    const c = document.createElement("canvas");
+    c.width = c.height = 28;
+    paintSaliency(c, r.input, alt.evidence);
+    const caption = document.createElement("figcaption");
+    caption.textContent = `a ${alt.label}? (${(100 * alt.probability).toFixed(1)}%)`;
+    figure.append(c, caption);
+    figure.title = `red: ink here would make it more a ${alt.label} than a ${d.label}`;
+    figure.addEventListener("click", () => {
+      state.why.cls = alt.class;
+      markChosen();
+      explain();
+    });
+    return figure;
+  }));
+}
+
+const whyQueue = { busy: false, again: false };
+
+async function explain() {
+  // One request at a time; a newer wish waits for the current one and is sent after it.
+  if (whyQueue.busy) {
+    whyQueue.again = true;
+    return;
+  }
+  const r = state.result;
+  if (!r) return;
+  whyQueue.busy = true;
+  try {
+    const body = { model: r.model, pixels: r.input, preprocess: false, class: whyClass() };
+    const data = await api("/api/saliency", body);
+    if (state.result === r) {
+      state.why.data = data;
+      renderWhy();
+    }
+  } catch (e) {
+    $("draw-error").textContent = e.message;
+  } finally {
+    whyQueue.busy = false;
+    if (whyQueue.again) {
+      whyQueue.again = false;
+      explain();
+    }
+  }
+}
+
 // ---- drawing pad ----------------------------------------------------------------------------
 function setUpPad() {
   const pad = $("pad");
   const ctx = pad.getContext("2d");
   let drawing = false;
-  let inked = false;
+  let inked = null;  // the ink's extent [left, top, right, bottom], null while blank
   let last = null;
   const blank = () => {
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, pad.width, pad.height);
-    inked = false;
+    inked = null;
   };
   const point = (e) => {
     const box = pad.getBoundingClientRect();
     return [(e.clientX - box.left) * pad.width / box.width,
       (e.clientY - box.top) * pad.height / box.height];
   };
+  // A drawing is sent once its ink spans MIN_INK canvas pixels (4 of the network's 28):
+  // a blank pad or a lone dot is not a digit, and asking would only earn a 400.
+  const MIN_INK = 40;
   const send = () => {
-    if (inked) predict({ model: state.defaults.mnist, image: pad.toDataURL("image/png") });
+    if (inked && Math.max(inked[2] - inked[0], inked[3] - inked[1]) >= MIN_INK) {
+      predict({ image: pad.toDataURL("image/png") });
+    }
   };
   const stroke = (to) => {
     ctx.strokeStyle = "#111";
@@ -197,7 +356,9 @@ function setUpPad() {
     ctx.lineTo(...to);
     ctx.stroke();
     last = to;
-    inked = true;
+    const [x, y] = to;
+    inked = inked ? [Math.min(inked[0], x), Math.min(inked[1], y), Math.max(inked[2], x),
+      Math.max(inked[3], y)] : [x, y, x, y];
   };
   pad.addEventListener("pointerdown", (e) => {
     drawing = true;
@@ -237,6 +398,7 @@ function setMode(mode) {
   $("seen-note").textContent = mode === "digits" ? "28\u00d728 pixels, prepared like MNIST" :
     "28\u00d728 pixels, as in Fashion-MNIST";
   pending = null;
+  fillModelChoice();
   describeModel();
   clearResult();
   showInside();
@@ -257,7 +419,7 @@ async function randomGarment() {
     const s = await api("/api/sample?dataset=fashion");
     showGarment(s.pixels);
     $("truth").textContent = `Test image #${s.index}: a ${s.class}`;
-    predict({ model: state.defaults.fashion, pixels: s.pixels, preprocess: false });
+    predict({ pixels: s.pixels, preprocess: false });
   } catch (e) {
     $("draw-error").textContent = e.message;
   }
@@ -278,7 +440,7 @@ function uploadGarment(file) {
     ctx.drawImage(img, (280 - w) / 2, (280 - h) / 2, w, h);
     URL.revokeObjectURL(url);
     $("truth").textContent = `Your picture: ${file.name}`;
-    predict({ model: state.defaults.fashion, image: $("garment").toDataURL("image/png") });
+    predict({ image: $("garment").toDataURL("image/png") });
   };
   img.onerror = () => {
     URL.revokeObjectURL(url);
@@ -291,12 +453,17 @@ function uploadGarment(file) {
 function showInside() {
   const r = state.result;
   const holder = $("activations");
+  const m = currentModel();
+  $("conv-card").hidden = !m || m.kind !== "cnn";
   if (!r) {
     paintGrey($("inside-input"), new Array(784).fill(0));
     $("inside-answer").textContent = "Draw something on the Draw page first.";
     holder.replaceChildren();
+    $("conv-blocks").replaceChildren();
+    state.insideFor = null;
     return;
   }
+  if (!$("inside").hidden) loadInside();
   paintGrey($("inside-input"), r.input);
   $("inside-answer").textContent = `${r.model} answers ${r.label} ` +
     `(${(100 * r.probabilities[r.top]).toFixed(1)}%)`;
@@ -314,21 +481,126 @@ function showInside() {
   }));
 }
 
+function mapFigure(values, size, scale, label) {
+  const figure = document.createElement("figure");
+  figure.append(gridCanvas(values, size[1], heat, scale));
+  const caption = document.createElement("figcaption");
+  caption.textContent = label;
+  figure.append(caption);
+  return figure;
+}
+
+function renderBlocks(data) {
+  $("conv-blocks").replaceChildren(...data.blocks.map((b, k) => {
+    const section = document.createElement("section");
+    section.className = "block";
+    const title = document.createElement("h3");
+    title.textContent = `Block ${k + 1}: ${b.channels} channels of ${b.size.join("\u00d7")}` +
+      (b.channels > b.maps.length ? `, the ${b.maps.length} strongest` : "");
+    const maps = document.createElement("div");
+    maps.className = "maps";
+    const scale = Math.max(2, Math.round(56 / b.size[1]));
+    maps.append(...b.maps.map((m) => mapFigure(m.values, b.size, scale, `ch ${m.channel}`)));
+    section.append(title, maps);
+    if (b.pooled) {
+      const pooled = document.createElement("div");
+      pooled.className = "maps pooled";
+      const small = Math.max(2, Math.round(28 / b.pooled_size[1]));
+      pooled.append(...b.pooled.map((m) => mapFigure(m.values, b.pooled_size, small,
+        `ch ${m.channel}`)));
+      const note = document.createElement("p");
+      note.className = "muted";
+      note.textContent = `after 2\u00d72 max pooling: ${b.pooled_size.join("\u00d7")}`;
+      section.append(note, pooled);
+    }
+    return section;
+  }));
+}
+
+const insideQueue = { busy: false, again: false };
+
+async function loadInside() {
+  // The feature maps of a CNN for the current input, one request at a time.
+  const r = state.result;
+  const m = currentModel();
+  if (!r || !m || m.kind !== "cnn" || state.insideFor === r) return;
+  if (insideQueue.busy) {
+    insideQueue.again = true;
+    return;
+  }
+  insideQueue.busy = true;
+  try {
+    const data = await api("/api/inside", { model: r.model, pixels: r.input, preprocess: false });
+    if (state.result === r) {
+      state.insideFor = r;
+      renderBlocks(data);
+    }
+  } catch (e) {
+    $("conv-blocks").textContent = e.message;
+  } finally {
+    insideQueue.busy = false;
+    if (insideQueue.again) {
+      insideQueue.again = false;
+      loadInside();
+    }
+  }
+}
+
 async function loadWeights() {
   const m = currentModel();
   if (!m || state.weightsFor === m.name) return;
   state.weightsFor = m.name;
   try {
     const w = await api(`/api/weights?model=${encodeURIComponent(m.name)}&count=32`);
+    const conv = w.kind === "conv";
+    $("weights-title").textContent = conv ? "First-layer kernels" : "First-layer weights";
+    $("weights-note").textContent = conv ?
+      `What the first convolution looks for: each ${w.size.join("\u00d7")} kernel slides over ` +
+      "the image (red positive, blue negative); its maps are in the first block above." :
+      "What the first units look for: each 28\u00d728 image holds one unit's weights on the " +
+      "input pixels (red positive, blue negative).";
+    $("weights").classList.toggle("kernels", conv);
     $("weights").replaceChildren(...w.images.map((img) => gridCanvas(
-      img.map((v) => v / 127), 28, diverging, 2)));
+      img.map((v) => v / 127), w.size[1], diverging, conv ? 14 : 2)));
   } catch (e) {
     $("weights").textContent = e.message;
   }
 }
 
 // ---- learn page -----------------------------------------------------------------------------
-const run = { source: null, steps: 1, points: [], val: [], classes: [], panel: null };
+const run = {
+  source: null, steps: 1, points: [], val: [], classes: [], panel: null, dataset: "mnist",
+};
+
+function showConfusion(matrix, epoch) {
+  // Rows: true classes; columns: answers. Shade by the share of the row.
+  const table = $("confusion");
+  const head = document.createElement("tr");
+  head.append(document.createElement("th"), ...run.classes.map((c, j) => {
+    const th = document.createElement("th");
+    th.textContent = String(j);
+    th.title = `answered ${c}`;
+    return th;
+  }));
+  const rows = matrix.map((row, i) => {
+    const tr = document.createElement("tr");
+    const label = document.createElement("th");
+    label.textContent = run.classes[i];
+    const total = Math.max(1, row.reduce((a, b) => a + b, 0));
+    tr.append(label, ...row.map((n, j) => {
+      const td = document.createElement("td");
+      td.textContent = n ? String(n) : "";
+      const share = n / total;
+      td.className = i === j ? "diagonal" : n ? "miss" : "";
+      td.style.setProperty("--share", share.toFixed(3));
+      td.title = `${n} ${run.classes[i]} answered ${run.classes[j]}`;
+      return td;
+    }));
+    return tr;
+  });
+  table.replaceChildren(head, ...rows);
+  table.dataset.epoch = String(epoch);
+}
 
 function drawCurve() {
   const canvas = $("curve");
@@ -417,7 +689,11 @@ function onEvent(e) {
     run.val = [];
     run.classes = ev.classes;
     run.panel = ev.panel;
+    run.dataset = ev.settings.dataset;
     $("panel").replaceChildren();
+    $("confusion").replaceChildren();
+    $("confusion").dataset.epoch = "0";
+    $("use-learned").hidden = true;
     showPanel(null);
     status.textContent = `Training on ${ev.samples} images...`;
   } else if (ev.type === "progress") {
@@ -427,6 +703,7 @@ function onEvent(e) {
       `loss ${ev.loss.toFixed(3)}, accuracy ${(100 * ev.accuracy).toFixed(1)}%`;
   } else if (ev.type === "epoch") {
     if (ev.val_accuracy !== null) run.val.push(ev);
+    if (ev.confusion) showConfusion(ev.confusion, ev.epoch);
     status.textContent = `Epoch ${ev.epoch} done: validation accuracy ` +
       `${(100 * ev.val_accuracy).toFixed(1)}%`;
   } else if (ev.type === "end") {
@@ -435,6 +712,7 @@ function onEvent(e) {
     status.textContent = ev.status === "done" ? `Done${acc}.` :
       ev.status === "stopped" ? `Stopped${acc}.` : `Failed: ${ev.message}`;
     status.classList.toggle("error", ev.status === "error");
+    $("use-learned").hidden = ev.status !== "done";
     listen(false);
   }
   drawCurve();
@@ -466,6 +744,8 @@ function setUpLearn() {
     try {
       await api("/api/train", {
         dataset: f.get("dataset"),
+        kind: f.get("kind"),
+        channels: String(f.get("channels")).split(",").map((s) => Number(s.trim())),
         hidden: String(f.get("hidden")).split(",").map((s) => Number(s.trim())),
         lr: Number(f.get("lr")),
         epochs: Number(f.get("epochs")),
@@ -477,6 +757,18 @@ function setUpLearn() {
       status.textContent = err.message;
       status.classList.add("error");
     }
+  });
+  const kind = form.elements.namedItem("kind");
+  kind.addEventListener("change", () => { $("channels-field").hidden = kind.value !== "cnn"; });
+  $("channels-field").hidden = kind.value !== "cnn";
+  $("use-learned").addEventListener("click", async () => {
+    // Serve the new network on the Draw page for its dataset, and go there.
+    await loadModels();
+    const mode = run.dataset === "fashion" ? "fashion" : "digits";
+    if (!state.learned) return;
+    if (state.mode !== mode) setMode(mode);
+    chooseModel(state.learned);
+    location.hash = "#draw";
   });
   $("stop").addEventListener("click", () => {
     $("stop").disabled = true;
@@ -493,6 +785,9 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpLearn();
   $("mode-digits").addEventListener("click", () => setMode("digits"));
   $("mode-fashion").addEventListener("click", () => setMode("fashion"));
+  $("model-choice").addEventListener("change", (e) => chooseModel(e.target.value));
+  $("why-gradient").addEventListener("click", () => { state.why.method = "gradient"; renderWhy(); });
+  $("why-times").addEventListener("click", () => { state.why.method = "times"; renderWhy(); });
   $("random").addEventListener("click", randomGarment);
   $("upload").addEventListener("change", (e) => {
     if (e.target.files.length) uploadGarment(e.target.files[0]);
