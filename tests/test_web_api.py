@@ -298,6 +298,12 @@ def test_page_and_its_files_are_served_locally(client):
         text = client.get(f"/static/{name}").text
         assert "://" not in text, f"{name} refers to another site"
     assert 'id="pad" width="280" height="280"' in r.text
+    # A browser asks for an icon on every fresh load: a 404 is an error in its console.
+    assert '<link rel="icon" href="/static/favicon.svg"' in r.text
+    for path in ("/favicon.ico", "/static/favicon.svg"):
+        icon = client.get(path)
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+        assert icon.text.startswith("<svg")
 
 
 # ---- training ------------------------------------------------------------------------------
