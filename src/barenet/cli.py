@@ -24,7 +24,8 @@ from barenet.files import read_regular_file, regular_file
 from barenet.io import load_model
 from barenet.metrics import accuracy, classification_report, confusion_matrix, format_report
 from barenet.model import Sequential
-from barenet.preprocess import MAX_FILE_BYTES, PREPROCESSORS, decode_image
+from barenet.photo import NoObjectError
+from barenet.preprocess import MAX_FILE_BYTES, PREPROCESSORS, decode_image, to_mnist_digits
 from barenet.report import format_confusion
 from barenet.train import TrainOptions, run
 from barenet.web import add_serve_parser, run_serve
@@ -141,6 +142,12 @@ def _add_predict(sub: Any) -> None:
         "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
     )
     p.add_argument("--top", type=int, default=3, help="classes to show (default %(default)s)")
+    p.add_argument(
+        "--show",
+        metavar="DIR",
+        default=None,
+        help="write the 28x28 picture(s) the network saw to DIR/NAME.seen.png",
+    )
 
 
 def _add_demo(sub: Any) -> None:
@@ -333,13 +340,50 @@ def _predict(args: argparse.Namespace) -> int:
         raise ArgumentError(f"top must be >= 1, got {args.top}")
     kind = (model.metadata.get("preprocess") or {}).get("pictures", "mnist")
     prepare = PREPROCESSORS.get(kind, PREPROCESSORS["mnist"])
-    images = np.stack([prepare(_picture(p)) for p in paths])
-    proba = model.predict_proba(scale(images))
-    classes = _classes(model, proba.shape[1])
-    for path, p in zip(paths, proba, strict=True):
-        best = np.argsort(-p, kind="stable")[: args.top]
-        print(f"{path}: " + ", ".join(f"{classes[k]} {p[k]:.1%}" for k in best))
-    return 0
+    what = "digit" if kind == "mnist" else "garment"
+    show = Path(args.show) if args.show else None
+    if show is not None and not show.is_dir():
+        raise ArgumentError(f"show: {show} is not a folder")
+    found = 0
+    for path in paths:
+        picture = _picture(path)
+        try:  # a row of digits is read as a number, digit by digit
+            seen = to_mnist_digits(picture) if kind == "mnist" else prepare(picture)[None]
+        except NoObjectError:
+            print(f"{path}: no {what} found (the picture is blank or only noise)")
+            continue
+        found += 1
+        proba = model.predict_proba(scale(seen))
+        classes = _classes(model, proba.shape[1])
+        if show is not None:
+            _write_seen(show / f"{Path(path).stem}.seen.png", seen)
+        print(f"{path}: {_answer(proba, classes, args.top)}")
+    return 0 if found == len(paths) else 1
+
+
+def _answer(proba: np.ndarray, classes: list[str], top: int) -> str:
+    """One line: the top classes of one picture, or a number with each digit's confidence;
+    "(low confidence)" when the best guess has under half the probability."""
+    low = " (low confidence)" if proba.max(axis=1).min() < 0.5 else ""
+    if len(proba) > 1:
+        best = np.argmax(proba, axis=1)
+        each = ", ".join(f"{classes[k]} {p[k]:.1%}" for p, k in zip(proba, best, strict=True))
+        return f"{''.join(classes[k] for k in best)} ({each}){low}"
+    p = proba[0]
+    best = np.argsort(-p, kind="stable")[:top]
+    return ", ".join(f"{classes[k]} {p[k]:.1%}" for k in best) + low
+
+
+def _write_seen(path: Path, seen: np.ndarray) -> None:
+    """The 28x28 images a network read, side by side and enlarged 8 times, as a PNG."""
+    from PIL import Image
+
+    row = np.concatenate(list(seen), axis=1)
+    picture = Image.fromarray(row).resize(
+        (row.shape[1] * 8, row.shape[0] * 8), Image.Resampling.NEAREST
+    )
+    picture.save(path)
+    print(f"wrote {path}")
 
 
 def _export(args: argparse.Namespace) -> int:

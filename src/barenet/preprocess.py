@@ -41,6 +41,7 @@ __all__ = [
     "resize_area",
     "to_fashion",
     "to_mnist",
+    "to_mnist_digits",
 ]
 
 SIZE = 28  #: side of the output field
@@ -121,17 +122,12 @@ def center_by_mass(a: np.ndarray, size: int = SIZE) -> np.ndarray:
     return out
 
 
-def _bright_ink(image: Any, noise: float) -> np.ndarray:
+def _bright_ink(image: Any, noise: float, what: str) -> np.ndarray:
     """Steps 1-3 of the module docstring: [0, 1], bright ink on zero background, no noise."""
-    a = _as_unit(image)
-    background = float(np.median(_border(a)))
-    if background > 0.5:  # dark ink on light paper: make the ink bright
-        a, background = 1.0 - a, 1.0 - background
-    a = np.clip(a - background, 0.0, None)
-    peak = a.max()
-    if peak <= 0.05:
-        raise ArgumentError("image is blank: no ink was found to recognise")
-    a /= peak
+    from barenet.photo import find_ink
+
+    a = find_ink(_as_unit(image), fill=what == "garment", what=what)
+    a /= a.max()
     a[a < noise] = 0.0
     return a
 
@@ -168,7 +164,28 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
     ArgumentError
         For a non-2-D or non-numeric array, or a blank picture.
     """
-    return _to_uint8(center_by_mass(_fit(crop_to_ink(_bright_ink(image, NOISE["mnist"])), BOX)))
+    return _to_uint8(
+        center_by_mass(_fit(crop_to_ink(_bright_ink(image, NOISE["mnist"], "digit")), BOX))
+    )
+
+
+def to_mnist_digits(image: np.ndarray) -> np.ndarray:
+    """Every digit of a picture of a number ("2026"), left to right, each prepared as
+    ``to_mnist`` prepares a single digit; a picture of one digit gives one image.
+
+    Returns
+    -------
+    ndarray of uint8, shape (digits, 28, 28)
+
+    Raises
+    ------
+    ArgumentError
+        As ``to_mnist``; ``barenet.photo.NoObjectError`` when no digit is found.
+    """
+    from barenet.photo import split_digits
+
+    pieces = split_digits(_bright_ink(image, NOISE["mnist"], "digit"))
+    return np.stack([_to_uint8(center_by_mass(_fit(crop_to_ink(p), BOX))) for p in pieces])
 
 
 def to_fashion(image: np.ndarray) -> np.ndarray:
@@ -178,7 +195,7 @@ def to_fashion(image: np.ndarray) -> np.ndarray:
 
     Parameters and results are as for ``to_mnist``.
     """
-    fitted = _fit(crop_to_ink(_bright_ink(image, NOISE["fashion"])), SIZE)
+    fitted = _fit(crop_to_ink(_bright_ink(image, NOISE["fashion"], "garment")), SIZE)
     h, w = fitted.shape
     out = np.zeros((SIZE, SIZE))
     top, left = (SIZE - h + 1) // 2, (SIZE - w + 1) // 2  # odd margins: one more on top/left
