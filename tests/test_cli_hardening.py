@@ -42,10 +42,16 @@ def fake_arrays(spec, data_dir=None, refresh=False):
     }
 
 
+def fake_describe(spec):
+    """``data info`` without hashing the real cache."""
+    return {"name": spec.name, "title": spec.title, "path": "nowhere", "present": False}
+
+
 @pytest.fixture
 def tiny_data(monkeypatch):
     monkeypatch.setattr(mnist_module, "load_arrays", fake_arrays)
     monkeypatch.setattr(data_commands, "load_arrays", fake_arrays)
+    monkeypatch.setattr(data_commands, "describe", fake_describe)
     monkeypatch.setattr(plots, "available", lambda: False)
 
 
@@ -115,6 +121,20 @@ def test_oversized_options_are_refused_before_loading(no_loading, options, needl
 
 def test_demo_epochs_are_bounded_too(no_loading):
     refused(["demo", "--epochs", str(10**30)], "epochs must be at most")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--samples", "99999999999999"), ("--batch-size", str(10**20))]
+)
+def test_doctor_sizes_are_bounded(no_loading, option, value):
+    # --samples 99999999999999 checked every weight by finite differences: hours
+    refused(["doctor", "--pretrained", "mnist-mlp", option, value], "must be at most")
+
+
+@pytest.mark.parametrize("batch", ["²", "0", "1" * 5000, "-1"])
+def test_export_batch_sizes_that_int_cannot_read(tmp_path, batch):
+    argv = ["export", "--pretrained", "mnist-mlp", str(tmp_path / "m.onnx"), "--batch", batch]
+    refused(argv, "batch must be 'dynamic' or a positive integer")
 
 
 @pytest.mark.parametrize(
@@ -234,50 +254,71 @@ def test_the_directory_is_synced_after_the_rename(tmp_path, monkeypatch):
 
 
 # ---- every command, hostile arguments ------------------------------------------------------
-INTS = ["0", "1", "2", "-1", "1" + "0" * 30, "99999999999999", str(2**63), "nan", "inf", ""]
-INTS += ["١", "１", "²", "1e3", "2.5", " 2 ", "0x10", "1_0"]
-FLOATS = ["0", "0.1", "0.5", "1", "-0.1", "nan", "inf", "-inf", "1e308", "1e-320", "", "٣"]
-WIDTHS = ["2", "3,2", "0", "-1", "1000000000", "2,", "", "٣", "nan", "65536,65536", "1" * 40]
+# Hostile values, by the option's type; a command line gets at most two of them and
+# ordinary values elsewhere, so that it gets past the first check into the command.
+INTS = ["0", "-1", "1" + "0" * 30, "99999999999999", str(2**63), "nan", "inf", "", "²"]
+INTS += ["1e3", "2.5", "0x10"]
+FLOATS = ["0", "-0.1", "1", "nan", "inf", "-inf", "1e308", "1e-320", "", "٣", "²"]
+WIDTHS = ["0", "-1", "1000000000", "2,", "", "nan", "65536,65536", "1" * 40, "²"]
 PATHS = ["{missing}", "{folder}", "{fifo}", "{picture}", "{model}", "{new}/x.npz", "/dev/zero"]
-TEXTS = ["mnist", "fashion", "cnn", "mlp", "adam", "sgd", "cosine", "dynamic", "", "nan", "١"]
+TEXTS = ["", "nan", "x", "-1", "0", "²", "1" + "0" * 30, *PATHS]
+# Ordinary values: unicode digits among them, which int() and float() read as digits.
+FINE = {int: ["2", "１", " 3 ", "1_0"], float: ["0.1", "0.5", "٠.٥", "1e-3"]}
+FINE_INT = {"epochs": ["1", "١", "１"], "limit": ["20", "٤٠", "3_0"]}
+FINE_TEXT = {
+    "dataset": ["mnist", "fashion"],
+    "model": ["mlp", "cnn"],
+    "optimizer": ["adam", "sgd", "rmsprop"],
+    "schedule": ["cosine", "constant"],
+    "hidden": ["2", "3,2", "١"],
+    "batch": ["dynamic", "2"],
+}
 SKIPPED = {"serve"}  # starts a server: covered by the web tests
 ALWAYS = {"--epochs"}  # never the default 20: keeps the training commands short
 
 
-def values(action: argparse.Action) -> st.SearchStrategy[str]:
+def values(action: argparse.Action, hostile: bool) -> st.SearchStrategy[str]:
     if action.choices is not None:
-        return st.sampled_from([*map(str, action.choices), "", "x"])
-    if action.type is int:
-        return st.sampled_from(INTS)
-    if action.type is float:
-        return st.sampled_from(FLOATS)
-    if action.dest == "hidden":
-        return st.sampled_from(WIDTHS)
-    return st.sampled_from(TEXTS + PATHS)
+        fine = list(map(str, action.choices))
+        return st.sampled_from(["", "x", "mnist-mlp "] if hostile else fine)
+    if action.type in (int, float):
+        if hostile:
+            return st.sampled_from(INTS if action.type is int else FLOATS)
+        return st.sampled_from(FINE_INT.get(action.dest, FINE[action.type]))
+    if hostile:
+        return st.sampled_from(WIDTHS if action.dest == "hidden" else TEXTS)
+    return st.sampled_from(FINE_TEXT.get(action.dest, ["{new}/out", "{folder}"]))
+
+
+def positionals(action: argparse.Action, hostile: bool) -> st.SearchStrategy[list[str]]:
+    if action.choices is not None:
+        return st.lists(values(action, hostile), max_size=1)
+    if hostile:
+        return st.lists(st.sampled_from(PATHS), min_size=1, max_size=3)
+    fine = [["{model}"], ["{picture}"], ["{model}", "{picture}"], ["{model}", "{new}/m.onnx"]]
+    return st.sampled_from(fine if action.nargs == "+" else [[], ["{model}"]])
 
 
 @st.composite
 def command_lines(draw, parser: argparse.ArgumentParser | None = None) -> list[str]:
-    """argv for a real command, built from its parser's own options with hostile values."""
+    """argv for a real command, built from its parser's own options: at most two of them
+    hostile, the others left out or given ordinary values."""
     parser = parser or build_parser()
+    actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    hostile = draw(st.sets(st.sampled_from(range(len(actions))), max_size=2)) if actions else set()
     argv: list[str] = []
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
+    for i, action in enumerate(actions):
         if isinstance(action, argparse._SubParsersAction):
             names = sorted(set(action.choices) - SKIPPED)
             name = draw(st.sampled_from(names))
             return [*argv, name, *draw(command_lines(action.choices[name]))]
-        if action.option_strings:
-            if not (set(action.option_strings) & ALWAYS or draw(st.booleans())):
-                continue
+        if not action.option_strings:  # model files, pictures, a dataset name
+            argv += draw(positionals(action, i in hostile))
+            continue
+        if i in hostile or set(action.option_strings) & ALWAYS or draw(st.booleans()):
             argv.append(action.option_strings[-1])
             if action.nargs != 0:
-                argv.append(draw(values(action)))
-        else:  # a positional: model files, pictures, a dataset name
-            low, high = (1, 3) if action.nargs == "+" else (0, 1)
-            strategy = st.sampled_from(PATHS) if action.choices is None else values(action)
-            argv += draw(st.lists(strategy, min_size=low, max_size=high))
+                argv.append(draw(values(action, i in hostile)))
     return argv
 
 

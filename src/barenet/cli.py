@@ -19,7 +19,7 @@ from barenet import pretrained
 from barenet.datasets import commands as data_commands
 from barenet.datasets import load, scale
 from barenet.datasets.specs import SPECS, get_spec
-from barenet.errors import ArgumentError, BarenetError
+from barenet.errors import ArgumentError, BarenetError, check_int
 from barenet.files import read_regular_file, regular_file
 from barenet.io import load_model
 from barenet.metrics import accuracy, classification_report, confusion_matrix, format_report
@@ -27,7 +27,7 @@ from barenet.model import Sequential
 from barenet.photo import NoObjectError
 from barenet.preprocess import MAX_FILE_BYTES, PREPROCESSORS, decode_image, to_mnist_digits
 from barenet.report import format_confusion
-from barenet.train import TrainOptions, run
+from barenet.train import MAX_BATCH_SIZE, MAX_SEED, TrainOptions, run
 from barenet.web import add_serve_parser, run_serve
 
 __all__ = ["build_parser", "main", "train_options"]
@@ -406,7 +406,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _positive(name: str, text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    # isdecimal, not isdigit: int() refuses digits such as "²"; 18 digits fit in int64
+    if not (text.isdecimal() and len(text) <= 18) or int(text) < 1:
         raise ArgumentError(f"{name} must be 'dynamic' or a positive integer, got {text!r}")
     return int(text)
 
@@ -454,9 +455,16 @@ def _script(path: str) -> tuple[Any, Any, Any]:
     return names["model"], names["x"], names["y"]
 
 
+#: Entries per array ``barenet doctor --samples`` may check (each costs two forward passes).
+DOCTOR_MAX_SAMPLES = 256
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from barenet.doctor import diagnose
 
+    check_int("batch_size", args.batch_size, 1, MAX_BATCH_SIZE)
+    check_int("samples", args.samples, 1, DOCTOR_MAX_SAMPLES)
+    check_int("seed", args.seed, 0, MAX_SEED)
     if args.script:
         if args.model or args.pretrained:
             raise ArgumentError("give a model file, --pretrained NAME or --script FILE, not two")

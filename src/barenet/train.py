@@ -89,13 +89,13 @@ class TrainOptions:
         if self.model not in architectures.ARCHITECTURES:
             names = ", ".join(architectures.ARCHITECTURES)
             raise ArgumentError(f"model must be one of {names}; got {self.model!r}")
-        _check_size("epochs", self.epochs, 1, MAX_EPOCHS)
-        _check_size("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         for name in ("shift", "average_last"):
             check_int(name, getattr(self, name), 0)
-        _check_size("seed", self.seed, 0, MAX_SEED)
+        check_int("seed", self.seed, 0, MAX_SEED)
         if self.limit is not None:
-            _check_size("limit", self.limit, 2, MAX_IMAGES)
+            check_int("limit", self.limit, 2, MAX_IMAGES)
         if self.shift > 4:
             raise ArgumentError(f"shift must be at most 4 pixels, got {self.shift}")
         if self.average_last > self.epochs:
@@ -111,7 +111,7 @@ class TrainOptions:
                 f"hidden must name at most {MAX_LAYERS} layers, got {len(self.hidden)}"
             )
         for width in self.hidden:
-            _check_size("hidden", width, 1, MAX_WIDTH)
+            check_int("hidden", width, 1, MAX_WIDTH)
         check_positive("lr", self.lr)
         check_positive("decay", self.decay, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
@@ -147,15 +147,6 @@ class TrainOptions:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
         return d
-
-
-def _check_size(name: str, value: object, low: int, high: int) -> int:
-    """``check_int`` with an upper bound; a huge value is described, not printed."""
-    value = check_int(name, value, low)
-    if value > high:
-        shown = f"{value:,}" if value.bit_length() < 128 else f"a {value.bit_length()}-bit integer"
-        raise ArgumentError(f"{name} must be at most {high:,}, got {shown}")
-    return value
 
 
 def count_params(options: TrainOptions, input_shape: tuple[int, ...], classes: int) -> int:
