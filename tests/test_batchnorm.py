@@ -125,3 +125,18 @@ def test_bad_arguments_and_inputs():
         bn.BatchNorm(3).forward(np.zeros((2, 4)))
     with pytest.raises(bn.ArgumentError, match="more than one value per feature"):
         bn.BatchNorm(3).forward(np.zeros((1, 3)), training=True)
+
+
+def test_early_stopping_restores_the_running_statistics_with_the_weights():
+    rng = np.random.default_rng(0)
+    y = np.arange(400) % 3
+    x = (np.array([[0, 2], [2, -1], [-2, -1]])[y] + rng.standard_normal((400, 2))).astype(
+        np.float32
+    )
+    model = bn.Sequential([bn.Dense(2, 16), bn.BatchNorm(16), bn.ReLU(), bn.Dense(16, 3)], seed=0)
+    model.compile(optimizer=bn.SGD(lr=2.0))  # high enough for the validation loss to bounce
+    stopper = bn.EarlyStopping(monitor="val_loss", patience=1)
+    model.fit(x, y, epochs=30, batch_size=8, validation_split=0.25, callbacks=[stopper], verbose=0)
+    assert stopper.stopped_epoch is not None and stopper.best_epoch < stopper.stopped_epoch
+    # at inference BatchNorm uses its running statistics: they must be the best epoch's too
+    assert model.evaluate(x[-100:], y[-100:])["loss"] == pytest.approx(stopper.best, rel=1e-5)

@@ -146,7 +146,7 @@ class _Monitor(Callback):
 
 class EarlyStopping(_Monitor):
     """Stop when ``monitor`` has not improved for ``patience`` epochs; with ``restore_best``
-    the model ends with the weights of its best epoch."""
+    the model ends with the weights (and BatchNorm statistics) of its best epoch."""
 
     def __init__(
         self,
@@ -165,6 +165,7 @@ class EarlyStopping(_Monitor):
         self.best_epoch = -1
         self.stopped_epoch: int | None = None
         self._best_weights: np.ndarray | None = None
+        self._best_buffers: list[dict[str, np.ndarray]] = []
 
     def on_train_begin(self, logs: Logs) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -176,6 +177,10 @@ class EarlyStopping(_Monitor):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
                 self._best_weights = self.model.get_weights()
+                # BatchNorm's running statistics belong with the weights they were made by
+                self._best_buffers = [
+                    {k: a.copy() for k, a in layer.state().items()} for layer in self.model.layers
+                ]
         else:
             self.wait += 1
             if self.wait > self.patience:
@@ -185,6 +190,9 @@ class EarlyStopping(_Monitor):
     def on_train_end(self, logs: Logs) -> None:
         if self.restore_best and self._best_weights is not None:
             self.model.set_weights(self._best_weights)
+            for layer, saved in zip(self.model.layers, self._best_buffers, strict=True):
+                for k, a in layer.state().items():
+                    a[...] = saved[k]
 
 
 class Checkpoint(_Monitor):
