@@ -8,6 +8,11 @@ accuracy with the preprocessing of git revision REV beside each figure, and a se
 gives how many N-digit numbers (``--numbers``) are read exactly.
 
     .venv/bin/python bench/photos.py [--count 300] [--before REV] [--levels clean,phone]
+    .venv/bin/python bench/photos.py --examples tests/data/photos   # the committed set
+
+``--examples DIR`` writes the small committed set instead: per level one digit and one
+garment (test image number k for the k-th level), two 4-digit numbers, printed digits
+(DejaVu Sans) and an empty page, each named after what it shows.
 """
 
 from __future__ import annotations
@@ -57,6 +62,42 @@ def prepared(photos: list[bytes], prepare: Callable[[np.ndarray], np.ndarray]) -
     return np.stack(out)
 
 
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def printed(text: str) -> np.ndarray:
+    """``text`` typeset in a sans-serif font, as bright ink on black (about 28 pixels tall)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(FONT, 26)
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("L", (right - left + 8, bottom - top + 8), 0)
+    ImageDraw.Draw(canvas).text((4 - left, 4 - top), text, fill=255, font=font)
+    return np.asarray(canvas)
+
+
+def write_examples(folder: Path) -> None:
+    """The committed examples: see the module docstring."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (_, _), (digits, digit_labels) = load("mnist")
+    (_, _), (garments, garment_labels) = load("fashion")
+    files: dict[str, bytes] = {}
+    for k, level in enumerate(LEVELS):
+        files[f"digit-{level}-{digit_labels[k]}.jpg"] = photograph(digits[k], level, seed=k)
+        files[f"garment-{level}-{garment_labels[k]}.jpg"] = photograph(garments[k], level, seed=k)
+    for level, pick in (("mild", [11, 12, 13, 14]), ("phone", [21, 22, 23, 24])):
+        name = "".join(str(d) for d in digit_labels[pick])
+        files[f"number-{level}-{name}.jpg"] = photograph_number(digits[pick], level, seed=1)
+    for level in ("clean", "phone"):
+        files[f"printed-{level}-2026.jpg"] = photograph(printed("2026"), level, seed=2)
+        files[f"printed-{level}-7.jpg"] = photograph(printed("7"), level, seed=3)
+    files["empty-phone.jpg"] = photograph(np.zeros((28, 28)), "phone", seed=4)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    total = sum(len(d) for d in files.values())
+    print(f"wrote {len(files)} photos to {folder} ({total / 1024:.0f} KiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="test images per dataset")
@@ -64,7 +105,11 @@ def main() -> None:
     parser.add_argument("--levels", default=",".join(LEVELS), help="comma-separated levels")
     parser.add_argument("--numbers", type=int, default=100, help="4-digit numbers per level")
     parser.add_argument("--networks", default=",".join(sorted(PRETRAINED)))
+    parser.add_argument("--examples", type=Path, help="write the committed examples here")
     args = parser.parse_args()
+    if args.examples:
+        write_examples(args.examples)
+        return
     levels = args.levels.split(",")
     names = args.networks.split(",")
     before = old_preprocessors(args.before) if args.before else None
