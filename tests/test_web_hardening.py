@@ -11,10 +11,8 @@ import io
 import json
 import re
 import socket
-import struct
 import threading
 import time
-import zlib
 from urllib.parse import quote
 
 import numpy as np
@@ -25,6 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from starlette.datastructures import Headers
 from starlette.testclient import TestClient
+from test_pictures import png_declaring  # a PNG header declaring any size
 
 import barenet.web
 from barenet import architectures
@@ -62,16 +61,6 @@ def client():
     app = create_app({"plain": model()}, trainer=Trainer(loader=tiny_data))
     with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
         yield c
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = chunk(b"IDAT", zlib.compress(b"\0" * 1000))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
 
 
 def png_url(data: bytes) -> str:
