@@ -117,7 +117,7 @@ def test_running_statistics_are_saved_and_restored(tmp_path):
 def test_bad_arguments_and_inputs():
     with pytest.raises(bn.ArgumentError, match="num_features must be a positive integer, got 0"):
         bn.BatchNorm(0)
-    with pytest.raises(bn.ArgumentError, match=r"momentum must be in \(0, 1\], got 1.5"):
+    with pytest.raises(bn.ArgumentError, match=r"momentum must be a number in \(0, 1\], got 1.5"):
         bn.BatchNorm(3, momentum=1.5)
     with pytest.raises(bn.ArgumentError, match="eps must be a finite number > 0, got 0"):
         bn.BatchNorm(3, eps=0)

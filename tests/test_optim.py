@@ -200,12 +200,14 @@ def test_large_buffers_updated_in_parts_give_identical_results(name, monkeypatch
     split = parallel.parts
     monkeypatch.setattr(parallel, "parts", lambda *a: counts.append(len(split(*a))) or split(*a))
     for minimum, workers in ((10**9, 1), (1000, 3)):
-        monkeypatch.setattr(parallel, "MIN_SIZE", minimum)
-        monkeypatch.setattr(parallel, "WORKERS", workers)
-        p, opt = p0.copy(), getattr(bn, name)(**kwargs)
-        with parallel.blas_on_one_thread():  # the pool only splits work in such a block
-            for g in grads:
-                opt.step([p], [g])
+        previous = parallel.configure(workers, min_size=minimum)
+        try:
+            p, opt = p0.copy(), getattr(bn, name)(**kwargs)
+            with parallel.blas_on_one_thread():  # the pool only splits work in such a block
+                for g in grads:
+                    opt.step([p], [g])
+        finally:
+            parallel.configure(**previous)
         results.append(p)
     assert counts == [1] * len(grads) + [3] * len(grads)
     assert np.array_equal(results[0], results[1])

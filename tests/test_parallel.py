@@ -15,11 +15,17 @@ RNG = np.random.default_rng(0)
 
 
 @pytest.fixture
-def split_everything(monkeypatch):
+def configured():
+    """Put the threading settings back after the test changes them."""
+    previous = parallel.settings()
+    yield
+    parallel.configure(**previous)
+
+
+@pytest.fixture
+def split_everything(configured):
     """Split even tiny arrays over 3 workers, so small test arrays take the parallel path."""
-    monkeypatch.setattr(parallel, "MIN_SIZE", 1)
-    monkeypatch.setattr(parallel, "MIN_PRODUCT", 1)
-    monkeypatch.setattr(parallel, "WORKERS", 3)
+    parallel.configure(3, min_size=1, min_product=1)
     with parallel.blas_on_one_thread():
         yield
 
@@ -32,15 +38,27 @@ def test_parts_cover_the_range_once(split_everything, length):
     assert len(slices) == min(3, length) or slices == [slice(None)]
 
 
-def test_small_work_stays_in_one_call(monkeypatch):
-    monkeypatch.setattr(parallel, "WORKERS", 4)
+def test_split_hands_every_index_to_one_kernel_call(split_everything):
+    seen = np.zeros(100, dtype=int)
+
+    def count(part: slice, seen: np.ndarray, step: int) -> None:
+        seen[part] += step
+
+    parallel.split(count, 100, seen, 1, values=10**9)
+    parallel.for_parts(lambda part: count(part, seen, 10), 100, 10**9)  # the older spelling
+    assert seen.tolist() == [11] * 100
+
+
+def test_small_work_stays_in_one_call(configured):
+    parallel.configure(4)
+    minimum = parallel.settings()["min_size"]
     with parallel.blas_on_one_thread():
-        assert parallel.parts(100, parallel.MIN_SIZE - 1) == [slice(None)]
-        assert len(parallel.parts(100, parallel.MIN_SIZE)) == 4
+        assert parallel.parts(100, minimum - 1) == [slice(None)]
+        assert len(parallel.parts(100, minimum)) == 4
 
 
-def test_nothing_is_split_beside_blas_threads(monkeypatch):
-    monkeypatch.setattr(parallel, "WORKERS", 4)
+def test_nothing_is_split_beside_blas_threads(configured):
+    parallel.configure(4)
     assert parallel.parts(100, 10**9) == [slice(None)]
     with parallel.blas_on_one_thread():
         assert len(parallel.parts(100, 10**9)) == 4
@@ -57,7 +75,7 @@ def test_an_error_in_any_part_is_raised(split_everything, failing):
         done.append(part)
 
     with pytest.raises(ValueError, match="part failed"):
-        parallel.for_parts(work, 9, 10**9)
+        parallel.split(work, 9, values=10**9)
     assert len(done) == 2  # the other parts still ran to the end
 
 
@@ -66,9 +84,9 @@ def test_work_on_a_pool_thread_does_not_split_again(split_everything):
 
     def outer(part: slice) -> None:
         seen.append((threading.current_thread().name, parallel.parts(6, 10**9)))
-        parallel.for_parts(lambda s: None, 6, 10**9)  # would deadlock if it waited on the pool
+        parallel.split(lambda s: None, 6, values=10**9)  # would deadlock if it waited
 
-    parallel.for_parts(outer, 3, 10**9)
+    parallel.split(outer, 3, values=10**9)
     on_pool = [inner for name, inner in seen if name.startswith("barenet-parallel")]
     assert len(on_pool) == 2 and all(inner == [slice(None)] for inner in on_pool)
 
@@ -78,6 +96,30 @@ def test_matmul_matches_numpy(split_everything):
     np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-12)
     out = np.empty((5, 11))
     assert parallel.matmul(a, b, out=out) is out
+
+
+def test_configure_checks_its_arguments_and_returns_what_it_replaced(configured):
+    before = parallel.settings()
+    with pytest.raises(bn.ArgumentError, match="workers must be a positive integer, got 0"):
+        parallel.configure(0)
+    with pytest.raises(bn.ArgumentError, match="min_size"):
+        parallel.configure(min_size=2.5)  # type: ignore[arg-type]
+    assert parallel.settings() == before  # a refused call changes nothing
+    assert parallel.configure(3, min_product=7) == before
+    assert parallel.settings() == {**before, "workers": 3, "min_product": 7}
+    assert (parallel.WORKERS, parallel.MIN_PRODUCT) == (3, 7)  # the older names read it
+
+
+def test_a_larger_pool_takes_effect_after_configure(split_everything):
+    parallel.configure(2)
+    parallel.split(lambda part: None, 8, values=10**9)  # the pool now has 2 threads
+    parallel.configure(4)
+    together = threading.Barrier(4, timeout=30)  # broken unless 4 parts run at once
+
+    def wait(part: slice) -> None:
+        together.wait()
+
+    parallel.split(wait, 8, values=10**9)
 
 
 def run_layer(layer, x, training=True):
@@ -93,6 +135,7 @@ LAYERS = [
     (lambda: bn.MaxPool2D(2), (3, 4, 6, 6)),
     (lambda: bn.MaxPool2D(3, stride=2), (2, 5, 7, 7)),
     (lambda: bn.AvgPool2D(3, stride=1), (2, 4, 5, 6)),
+    (lambda: bn.AvgPool2D(2), (2, 4, 6, 6)),
     (lambda: bn.BatchNorm(6), (4, 6, 3, 5)),
     (lambda: bn.BatchNorm(6), (8, 6)),
     (lambda: bn.ReLU(), (4, 6, 3, 5)),
@@ -100,13 +143,11 @@ LAYERS = [
 
 
 @pytest.mark.parametrize(("make", "shape"), LAYERS)
-def test_layers_give_the_same_numbers_split_or_not(monkeypatch, make, shape):
+def test_layers_give_the_same_numbers_split_or_not(configured, make, shape):
     x = RNG.standard_normal(shape).astype(np.float32)
-    monkeypatch.setattr(parallel, "WORKERS", 1)
+    parallel.configure(1)
     whole = run_layer(make(), x)
-    monkeypatch.setattr(parallel, "MIN_SIZE", 1)
-    monkeypatch.setattr(parallel, "MIN_PRODUCT", 1)
-    monkeypatch.setattr(parallel, "WORKERS", 3)
+    parallel.configure(3, min_size=1, min_product=1)
     with parallel.blas_on_one_thread():
         split = run_layer(make(), x)
     for a, b in zip(whole, split, strict=True):
@@ -124,12 +165,16 @@ def blas_threads() -> list[int]:
     return threads
 
 
-def test_blas_runs_on_one_thread_inside_and_is_restored_after(monkeypatch):
-    monkeypatch.setattr(parallel, "WORKERS", 2)
+def test_blas_runs_on_one_thread_inside_and_is_restored_after(configured):
+    parallel.configure(2)
     before = blas_threads()
     with parallel.blas_on_one_thread():
         assert set(blas_threads()) <= {1}
     assert blas_threads() == before
+
+
+class WideConv(bn.Conv2D):
+    """A user's layer built on an image layer: the policy sees what it is made of."""
 
 
 @pytest.mark.parametrize(
@@ -137,6 +182,8 @@ def test_blas_runs_on_one_thread_inside_and_is_restored_after(monkeypatch):
     [
         ([bn.Flatten(), bn.Dense(16, 3, rng=0)], False),
         ([bn.Conv2D(1, 2, 3, rng=0), bn.Flatten(), bn.Dense(8, 3, rng=0)], True),
+        ([WideConv(1, 2, 3, rng=0), bn.Flatten(), bn.Dense(8, 3, rng=0)], True),
+        ([bn.Flatten(), bn.Dense(16, 4, rng=0), bn.BatchNorm(4), bn.Dense(4, 3, rng=0)], True),
     ],
 )
 def test_only_models_with_image_layers_put_blas_on_one_thread(monkeypatch, layers, limited):
@@ -157,9 +204,9 @@ def test_only_models_with_image_layers_put_blas_on_one_thread(monkeypatch, layer
     assert len(calls) == (3 if limited else 0)
 
 
-def test_overlapping_blocks_keep_blas_on_one_thread_until_the_last_ends(monkeypatch):
+def test_overlapping_blocks_keep_blas_on_one_thread_until_the_last_ends(configured):
     """Two threads' blocks may end in either order (a CNN predicting in two requests)."""
-    monkeypatch.setattr(parallel, "WORKERS", 2)
+    parallel.configure(2)
     before = blas_threads()
     first, second = parallel.blas_on_one_thread(), parallel.blas_on_one_thread()
     first.__enter__()
@@ -170,3 +217,11 @@ def test_overlapping_blocks_keep_blas_on_one_thread_until_the_last_ends(monkeypa
     second.__exit__(None, None, None)
     assert blas_threads() == before
     assert parallel.parts(100, 10**9) == [slice(None)]
+
+
+def test_one_worker_leaves_blas_alone(configured):
+    parallel.configure(1)
+    before = blas_threads()
+    with parallel.blas_on_one_thread():
+        assert blas_threads() == before
+        assert parallel.parts(100, 10**9) == [slice(None)]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from barenet import parallel
-from barenet.errors import ArgumentError, is_real
+from barenet.errors import ArgumentError, check_range
 from barenet.layers import Layer
 
 __all__ = ["LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "get", "sigmoid", "softmax"]
@@ -26,18 +26,24 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e
 
 
+def _relu(out: np.ndarray, x: np.ndarray) -> None:
+    np.maximum(x, 0, out=out)
+
+
+def _relu_grad(out: np.ndarray, dy: np.ndarray, y: np.ndarray) -> None:
+    np.multiply(dy, y > 0, out=out)
+
+
 class ReLU(Layer):
     """``max(0, x)``; the gradient passes where the output is positive."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = np.asarray(x)
-        self._y = parallel.map_parts(lambda o, a: np.maximum(a, 0, out=o), np.empty_like(x), x)
+        self._y = parallel.map_parts(_relu, np.empty_like(x), x)
         return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return parallel.map_parts(
-            lambda o, d, y: np.multiply(d, y > 0, out=o), np.empty_like(dy), dy, self._y
-        )
+        return parallel.map_parts(_relu_grad, np.empty_like(dy), dy, self._y)
 
 
 class LeakyReLU(Layer):
@@ -45,9 +51,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if not is_real(negative_slope) or not 0 <= negative_slope < 1:
-            raise ArgumentError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_range("negative_slope", negative_slope, "[0, 1)")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._positive = x > 0

@@ -24,7 +24,6 @@ the padding cropped off by clipping each one to the image).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -103,6 +102,48 @@ def _col2im(dcols: np.ndarray, dx: np.ndarray, stride: int, pads: tuple[int, int
                 dx[:, rows, columns] += dcols[:, i, j, y0:y1, x0:x1]
 
 
+# Kernels over a slice ``part`` of the channels (or of the columns of a product): the
+# layers hand them to ``parallel.split``, which may run parts on separate threads.
+
+
+def _im2col(
+    part: slice,
+    xb: np.ndarray,
+    cols: np.ndarray,
+    kernel: tuple[int, int],
+    stride: int,
+    pads: tuple[int, int, int, int],
+) -> None:
+    """Copy the windows of the channels ``part`` of batch-last ``xb`` (C, H, W, N), padded
+    by ``pads`` (top, bottom, left, right), into ``cols`` (C, kh, kw, Ho, Wo, N)."""
+    top, bottom, left, right = pads
+    image = xb[part]
+    if top or bottom or left or right:
+        _, h, w, n = xb.shape
+        image = np.zeros((len(image), h + top + bottom, w + left + right, n), xb.dtype)
+        image[:, top : top + h, left : left + w] = xb[part]
+    windows = _windows(image, kernel, stride, cols.shape[3:5])
+    np.copyto(cols[part], windows.transpose(0, 4, 5, 1, 2, 3))
+
+
+def _affine(
+    part: slice, weight: np.ndarray, cols: np.ndarray, bias: np.ndarray, y: np.ndarray
+) -> None:
+    """``y = weight @ cols + bias`` for the columns ``part``."""
+    np.matmul(weight, cols[:, part], out=y[:, part])
+    y[:, part] += bias
+
+
+def _row_sums(part: slice, a: np.ndarray, out: np.ndarray) -> None:
+    np.sum(a[part], axis=1, out=out[part])
+
+
+def _col2im_part(
+    part: slice, dcols: np.ndarray, dx: np.ndarray, stride: int, pads: tuple[int, int]
+) -> None:
+    _col2im(dcols[part], dx[part], stride, pads)
+
+
 class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in PyTorch) over NCHW images.
 
@@ -123,8 +164,6 @@ class Conv2D(Layer):
     ``(out_channels,)``, like ``torch.nn.Conv2d``. Output height is
     ``(H + pad_top + pad_bottom - kh) // stride + 1``, and likewise the width.
     """
-
-    splits_work = True
 
     def __init__(
         self,
@@ -187,30 +226,19 @@ class Conv2D(Layer):
         xb = _batch_last(_as_images(self, x, self.in_channels))
         c, h, w, n = xb.shape
         ho, wo = self._out = self._geometry(h, w)
-        top, bottom, left, right = self._pads
         kh, kw = self.kernel_size
         # (C, kh, kw, Ho, Wo, N): row index (c, i, j) matches weight.reshape(O, K).
         cols = np.empty((c, kh, kw, ho, wo, n), dtype=x.dtype)
-
-        def im2col(part: slice) -> None:  # the channels in part, on one thread
-            image = xb[part]
-            if top or bottom or left or right:
-                image = np.zeros((len(image), h + top + bottom, w + left + right, n), x.dtype)
-                image[:, top : top + h, left : left + w] = xb[part]
-            windows = _windows(image, self.kernel_size, self.stride, (ho, wo))
-            np.copyto(cols[part], windows.transpose(0, 4, 5, 1, 2, 3))
-
-        parallel.for_parts(im2col, c, cols.size)
+        parallel.split(
+            _im2col, c, xb, cols, self.kernel_size, self.stride, self._pads, values=cols.size
+        )
         self._cols = matrix = cols.reshape(-1, ho * wo * n)
         weight = self.params["weight"].reshape(self.out_channels, -1)
         bias = self.params["bias"][:, None]
         y = np.empty((self.out_channels, ho * wo * n), dtype=np.result_type(weight, cols))
-
-        def product(part: slice) -> None:  # the columns in part, on one thread
-            np.matmul(weight, matrix[:, part], out=y[:, part])
-            y[:, part] += bias
-
-        parallel.for_parts(product, y.shape[1], weight.size * y.shape[1], parallel.MIN_PRODUCT)
+        parallel.split(
+            _affine, y.shape[1], weight, matrix, bias, y, multiply_adds=weight.size * y.shape[1]
+        )
         return _batch_first(y.reshape(self.out_channels, ho, wo, n))
 
     def param_backward(self, dy: np.ndarray) -> None:
@@ -225,7 +253,7 @@ class Conv2D(Layer):
         dyc = _batch_last(dy).reshape(o, -1)
         parallel.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))
         db = self.grads["bias"]
-        parallel.for_parts(lambda part: np.sum(dyc[part], axis=1, out=db[part]), o, dyc.size)
+        parallel.split(_row_sums, o, dyc, db, values=dyc.size)
         return dyc
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -237,9 +265,7 @@ class Conv2D(Layer):
         dcols = dcols.reshape(self.in_channels, kh, kw, ho, wo, n)
         dx = np.zeros((self.in_channels, h, w, n), dtype=dcols.dtype)
         pads = (self._pads[0], self._pads[2])
-        parallel.for_parts(
-            lambda part: _col2im(dcols[part], dx[part], self.stride, pads), len(dx), dcols.size
-        )
+        parallel.split(_col2im_part, len(dx), dcols, dx, self.stride, pads, values=dcols.size)
         return _batch_first(dx).reshape(self._in_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -270,8 +296,6 @@ class Conv2D(Layer):
 class _Pool2D(Layer):
     """Shared geometry of the window pooling layers (no padding; the remainder is dropped,
     as PyTorch does by default)."""
-
-    splits_work = True
 
     def __init__(self, kernel_size: int | tuple[int, int] = 2, stride: int | None = None) -> None:
         super().__init__()
@@ -316,29 +340,33 @@ class _Pool2D(Layer):
         kh, kw = self.kernel_size
         return [(i, j) for i in range(kh) for j in range(kw)]
 
-    def _input_grad(
-        self, window_grad: Callable[[int, slice, np.ndarray | None], np.ndarray]
+    def _window_grad(
+        self, q: int, part: slice, dyb: np.ndarray, out: np.ndarray | None
     ) -> np.ndarray:
-        """The input gradient, from ``window_grad(q, part, out)``: the gradient
-        (C[part], Ho, Wo, N) that the pixels at position ``q`` (row-major) of every window of
-        the channels ``part`` receive, written into ``out`` when given. Windows that do not
-        overlap write straight into the strided view of their pixels; overlapping ones add
-        up. Parts of the channels run in parallel."""
+        """The gradient (C[part], Ho, Wo, N) that the pixels at position ``q`` (row-major)
+        of every window of the channels ``part`` receive from the batch-last output
+        gradient ``dyb``, written into ``out`` when given."""
+        raise NotImplementedError
+
+    def _input_grad(self, dyb: np.ndarray) -> np.ndarray:
+        """The input gradient from the batch-last output gradient ``dyb``, by channels."""
         n, c = self._in_shape[0], 1 if len(self._in_shape) == 3 else self._in_shape[1]
         dxb = np.zeros((c, *self._in_shape[-2:], n), dtype=self._dtype)
+        parallel.split(self._scatter, c, dxb, dyb, values=dxb.size)
+        return _batch_first(dxb).reshape(self._in_shape)
+
+    def _scatter(self, part: slice, dxb: np.ndarray, dyb: np.ndarray) -> None:
+        """Add each window's gradient onto the pixels of the channels ``part`` of ``dxb``.
+        Windows that do not overlap write straight into the strided view of their pixels;
+        overlapping ones add up."""
         (ho, wo), (kh, kw), (sh, sw) = self._out, self.kernel_size, self._steps()
         disjoint = sh >= kh and sw >= kw
-
-        def scatter(part: slice) -> None:
-            for q, (i, j) in enumerate(self._positions()):
-                target = dxb[part, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
-                if disjoint:
-                    window_grad(q, part, target)
-                else:
-                    target += window_grad(q, part, None)
-
-        parallel.for_parts(scatter, c, dxb.size)
-        return _batch_first(dxb).reshape(self._in_shape)
+        for q, (i, j) in enumerate(self._positions()):
+            target = dxb[part, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+            if disjoint:
+                self._window_grad(q, part, dyb, target)
+            else:
+                target += self._window_grad(q, part, dyb, None)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         channels = input_shape[0] if len(input_shape) == 3 else 1
@@ -362,15 +390,14 @@ class MaxPool2D(_Pool2D):
         self._dtype = x.dtype
         y = np.empty(win.shape[:4], dtype=x.dtype)
         self._argmax = np.empty(y.shape, dtype=np.uint8)
-        parallel.for_parts(
-            lambda part: self._largest(win[part], y[part], self._argmax[part]), len(y), win.size
-        )
+        parallel.split(self._largest, len(y), win, y, self._argmax, values=win.size)
         return _batch_first(y)
 
-    def _largest(self, win: np.ndarray, y: np.ndarray, argmax: np.ndarray) -> None:
-        """Write the largest value of each window into ``y``, and into ``argmax`` its
-        position (row-major), the first if there are ties: the last position that raised
-        the running maximum, i.e. the largest such q."""
+    def _largest(self, part: slice, win: np.ndarray, y: np.ndarray, argmax: np.ndarray) -> None:
+        """Write the largest value of each window of the channels ``part`` into ``y``, and
+        into ``argmax`` its position (row-major), the first if there are ties: the last
+        position that raised the running maximum, i.e. the largest such q."""
+        win, y, argmax = win[part], y[part], argmax[part]
         first, *rest = self._positions()
         y[...] = win[..., first[0], first[1]]
         argmax[...] = 0
@@ -383,12 +410,12 @@ class MaxPool2D(_Pool2D):
             np.maximum(y, value, out=y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dyb = _batch_last(_as_images(self, dy, None))
-        return self._input_grad(
-            lambda q, part, out: np.multiply(
-                dyb[part], self._argmax[part] == q, out=out, dtype=dy.dtype
-            )
-        )
+        return self._input_grad(_batch_last(_as_images(self, dy, None)))
+
+    def _window_grad(
+        self, q: int, part: slice, dyb: np.ndarray, out: np.ndarray | None
+    ) -> np.ndarray:
+        return np.multiply(dyb[part], self._argmax[part] == q, out=out, dtype=dyb.dtype)
 
 
 class AvgPool2D(_Pool2D):
@@ -399,10 +426,12 @@ class AvgPool2D(_Pool2D):
         win = self._window_view(x)
         self._dtype = x.dtype
         y = np.empty(win.shape[:4], dtype=x.dtype)
-        parallel.for_parts(lambda part: self._mean(win[part], y[part]), len(y), win.size)
+        parallel.split(self._mean, len(y), win, y, values=win.size)
         return _batch_first(y)
 
-    def _mean(self, win: np.ndarray, y: np.ndarray) -> None:
+    def _mean(self, part: slice, win: np.ndarray, y: np.ndarray) -> None:
+        """Write the mean of each window of the channels ``part`` into ``y``."""
+        win, y = win[part], y[part]
         first, *rest = self._positions()
         y[...] = win[..., first[0], first[1]]
         for i, j in rest:
@@ -411,15 +440,18 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         kh, kw = self.kernel_size
-        dyb = _batch_last(_as_images(self, dy, None)) * dy.dtype.type(1.0 / (kh * kw))
+        return self._input_grad(
+            _batch_last(_as_images(self, dy, None)) * dy.dtype.type(1.0 / (kh * kw))
+        )
 
-        def window_grad(q: int, part: slice, out: np.ndarray | None) -> np.ndarray:
-            if out is None:
-                return dyb[part]
-            out[...] = dyb[part]
-            return out
-
-        return self._input_grad(window_grad)
+    def _window_grad(
+        self, q: int, part: slice, dyb: np.ndarray, out: np.ndarray | None
+    ) -> np.ndarray:
+        """Every position of a window gets the same share: ``dyb`` is already divided."""
+        if out is None:
+            return dyb[part]
+        out[...] = dyb[part]
+        return out
 
 
 class GlobalAvgPool2D(Layer):

@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 
 from barenet import parallel
-from barenet.errors import ArgumentError, check_float_dtype, check_int, check_positive, is_real
+from barenet.errors import (
+    ArgumentError,
+    check_float_dtype,
+    check_int,
+    check_positive,
+    check_range,
+)
 from barenet.layers import Layer
 
 __all__ = ["BatchNorm"]
@@ -42,8 +48,6 @@ class BatchNorm(Layer):
     dtype : numpy dtype
     """
 
-    splits_work = True
-
     def __init__(
         self,
         num_features: int,
@@ -53,17 +57,10 @@ class BatchNorm(Layer):
         dtype: Any = np.float32,
     ) -> None:
         super().__init__()
-        if (
-            not isinstance(num_features, (int, np.integer))
-            or isinstance(num_features, bool)
-            or num_features < 1
-        ):
-            raise ArgumentError(f"num_features must be a positive integer, got {num_features!r}")
-        if not is_real(momentum) or not 0 < momentum <= 1:
-            raise ArgumentError(f"momentum must be in (0, 1], got {momentum!r}")
+        self.num_features = check_int("num_features", num_features)
+        self.momentum = check_range("momentum", momentum, "(0, 1]")
         check_positive("eps", eps)
-        self.num_features = int(num_features)
-        self.momentum, self.eps = float(momentum), float(eps)
+        self.eps = float(eps)
         self.dtype = check_float_dtype("dtype", dtype)
         self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
         self.running_var = np.ones(self.num_features, dtype=self.dtype)
@@ -104,26 +101,13 @@ class BatchNorm(Layer):
             raise ArgumentError(
                 f"BatchNorm needs more than one value per feature in training, got input {x.shape}"
             )
-        dtype = x.dtype.type
         x_hat, y = np.empty(rows.shape, dtype=x.dtype), np.empty(rows.shape, dtype=x.dtype)
-        mean, var, inv_std = (np.empty(self.num_features, dtype=x.dtype) for _ in range(3))
-
-        def normalise(s: slice) -> None:  # the features in s, on one thread
-            if training:
-                mean[s] = rows[s].mean(axis=1, dtype=x.dtype)
-                np.subtract(rows[s], mean[s, None], out=x_hat[s])
-                var[s] = np.einsum("ij,ij->i", x_hat[s], x_hat[s]) / dtype(count)
-            else:
-                np.subtract(rows[s], self.running_mean[s, None], out=x_hat[s])
-                var[s] = self.running_var[s]
-            inv_std[s] = 1 / np.sqrt(var[s] + dtype(self.eps))
-            x_hat[s] *= inv_std[s, None]
-            np.multiply(x_hat[s], self.params["weight"][s, None], out=y[s])
-            y[s] += self.params["bias"][s, None]
-
-        parallel.for_parts(normalise, self.num_features, rows.size)
+        stats = mean, var, inv_std = np.empty((3, self.num_features), dtype=x.dtype)
+        parallel.split(
+            self._normalise, self.num_features, rows, x_hat, y, stats, training, values=rows.size
+        )
         if training:
-            m = dtype(self.momentum)
+            m = x.dtype.type(self.momentum)
             self.running_mean *= 1 - m
             self.running_mean += m * mean
             self.running_var *= 1 - m
@@ -131,26 +115,59 @@ class BatchNorm(Layer):
         self._cache = (x_hat, inv_std, training)
         return self._unrows(y, x.shape)
 
+    def _normalise(
+        self,
+        s: slice,
+        rows: np.ndarray,
+        x_hat: np.ndarray,
+        y: np.ndarray,
+        stats: np.ndarray,
+        training: bool,
+    ) -> None:
+        """Forward for the features ``s``: write ``x_hat``, ``y`` and the batch's (or the
+        running) ``mean``, ``var`` and ``inv_std`` (the rows of ``stats``)."""
+        mean, var, inv_std = stats
+        dtype = rows.dtype.type
+        if training:
+            mean[s] = rows[s].mean(axis=1, dtype=rows.dtype)
+            np.subtract(rows[s], mean[s, None], out=x_hat[s])
+            var[s] = np.einsum("ij,ij->i", x_hat[s], x_hat[s]) / dtype(rows.shape[1])
+        else:
+            np.subtract(rows[s], self.running_mean[s, None], out=x_hat[s])
+            var[s] = self.running_var[s]
+        inv_std[s] = 1 / np.sqrt(var[s] + dtype(self.eps))
+        x_hat[s] *= inv_std[s, None]
+        np.multiply(x_hat[s], self.params["weight"][s, None], out=y[s])
+        y[s] += self.params["bias"][s, None]
+
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("BatchNorm.backward called before forward")
-        x_hat, inv_std, training = self._cache
         rows = self._rows(dy)
-        count = dy.dtype.type(rows.shape[1])
         dx = np.empty(rows.shape, dtype=dy.dtype)
-        weight, dweight, dbias = self.params["weight"], self.grads["weight"], self.grads["bias"]
-
-        def gradient(s: slice) -> None:  # the features in s, on one thread
-            np.sum(rows[s], axis=1, out=dbias[s])
-            np.einsum("ij,ij->i", rows[s], x_hat[s], out=dweight[s])
-            scale = weight[s] * inv_std[s]
-            np.multiply(rows[s], scale[:, None], out=dx[s])
-            if training:
-                dx[s] -= x_hat[s] * (scale * dweight[s] / count)[:, None]
-                dx[s] -= (scale * dbias[s] / count)[:, None]
-
-        parallel.for_parts(gradient, self.num_features, rows.size)
+        parallel.split(self._gradient, self.num_features, rows, dx, *self._cache, values=rows.size)
         return self._unrows(dx, dy.shape)
+
+    def _gradient(
+        self,
+        s: slice,
+        rows: np.ndarray,
+        dx: np.ndarray,
+        x_hat: np.ndarray,
+        inv_std: np.ndarray,
+        training: bool,
+    ) -> None:
+        """Backward for the features ``s``: ``dx`` from the output gradient ``rows``, and
+        the parameter gradients."""
+        count = rows.dtype.type(rows.shape[1])
+        dweight, dbias = self.grads["weight"], self.grads["bias"]
+        np.sum(rows[s], axis=1, out=dbias[s])
+        np.einsum("ij,ij->i", rows[s], x_hat[s], out=dweight[s])
+        scale = self.params["weight"][s] * inv_std[s]
+        np.multiply(rows[s], scale[:, None], out=dx[s])
+        if training:
+            dx[s] -= x_hat[s] * (scale * dweight[s] / count)[:, None]
+            dx[s] -= (scale * dbias[s] / count)[:, None]
 
     def state(self) -> dict[str, np.ndarray]:
         return {"running_mean": self.running_mean, "running_var": self.running_var}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from barenet import parallel
-from barenet.errors import ArgumentError, check_positive, is_real
+from barenet.errors import ArgumentError, check_positive, check_range
 from barenet.schedules import Schedule, from_config, to_config
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
@@ -26,11 +26,6 @@ Array = np.ndarray
 # anything that moves a weight (sqrt(1e-30) = 1e-15 << eps).
 TINY = 1e-30
 FLUSH_EVERY = 100
-
-
-def _check_beta(name: str, value: float) -> None:
-    if not is_real(value) or not 0.0 <= value < 1.0:
-        raise ArgumentError(f"{name} must be in [0, 1), got {value!r}")
 
 
 class Optimizer:
@@ -85,17 +80,17 @@ class Optimizer:
         for p, g, st, tmp in zip(params, grads, self.state, self._scratch, strict=True):
             if p.ndim == 0:
                 self.update(p, g, st, tmp, lr)
-                continue
-
-            def update_part(s: slice, p: Array = p, g: Array = g, st=st, tmp: Array = tmp) -> None:
-                self.update(p[s], g[s], {k: a[s] for k, a in st.items()}, tmp[s], lr)
-
-            # Every rule is element-wise: a large buffer is updated in parts on the pool.
-            parallel.for_parts(update_part, len(p), p.size)
+            else:  # every rule is element-wise: a large buffer may be updated in parts
+                parallel.split(self._update_part, len(p), p, g, st, tmp, lr, values=p.size)
         if self.iterations % FLUSH_EVERY == 0:
             for st in self.state:
                 for a in st.values():
                     np.copyto(a, 0, where=np.abs(a) < TINY)
+
+    def _update_part(
+        self, s: slice, p: Array, g: Array, state: dict[str, Array], tmp: Array, lr: float
+    ) -> None:
+        self.update(p[s], g[s], {k: a[s] for k, a in state.items()}, tmp[s], lr)
 
     def update(self, p: Array, g: Array, state: dict[str, Array], tmp: Array, lr: float) -> None:
         """Apply one update to ``p`` in place; ``tmp`` is a scratch array shaped like ``p``.
@@ -162,7 +157,7 @@ class SGD(Optimizer):
         decay: float = 0.0,
     ) -> None:
         super().__init__(lr, decay)
-        _check_beta("momentum", momentum)
+        check_range("momentum", momentum, "[0, 1)")
         check_positive("weight_decay", weight_decay, allow_zero=True)
         if nesterov and momentum == 0:
             raise ArgumentError("nesterov=True needs momentum > 0")
@@ -230,7 +225,7 @@ class RMSprop(Optimizer):
         decay: float = 0.0,
     ) -> None:
         super().__init__(lr, decay)
-        _check_beta("alpha", alpha)
+        check_range("alpha", alpha, "[0, 1)")
         check_positive("eps", eps)
         self.alpha, self.eps = float(alpha), float(eps)
 
@@ -278,8 +273,8 @@ class Adam(Optimizer):
         super().__init__(lr, decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ArgumentError(f"betas must be a pair (b1, b2), got {betas!r}")
-        _check_beta("betas[0]", betas[0])
-        _check_beta("betas[1]", betas[1])
+        check_range("betas[0]", betas[0], "[0, 1)")
+        check_range("betas[1]", betas[1], "[0, 1)")
         check_positive("eps", eps)
         check_positive("weight_decay", weight_decay, allow_zero=True)
         self.betas = (float(betas[0]), float(betas[1]))

@@ -1,19 +1,37 @@
-"""barenet's own threads: large work split into parts that run on a small thread pool.
+"""barenet's threading policy, all of it: when work is split over threads, how, and what
+BLAS (NumPy's matrix products) does meanwhile.
 
-NumPy releases the GIL inside its loops, so NumPy calls on disjoint parts of an array
-run on separate cores. The image layers split along the axis that is outermost in memory
-(the channels of their batch-last arrays, the columns of a matrix product), so each part
-is one contiguous block. Element-wise work gives the same result bit for bit whatever the
-number of parts; a matrix product split by columns may differ in the last bit, because
-BLAS picks its kernels by the shape it is given.
+The rules
+---------
+* **Which models.** A model holding one of ``SPLITTING_LAYERS`` (the image layers and
+  BatchNorm, whose element-wise work is large) runs inside ``blas_on_one_thread()`` while
+  it trains, predicts or evaluates (``threads_for``). A network of dense layers keeps
+  BLAS's own threads and no pool: its products are small and back to back, where BLAS's
+  threads hand over fastest.
+* **Inside the block** BLAS runs on one thread and barenet splits large work over its own
+  small pool. BLAS's threads wait for work by spinning, so beside the pool they would hold
+  the cores it needs. Outside any block nothing is split.
+* **What is split.** A kernel ``kernel(part, *args)`` is called once per contiguous slice
+  of an axis (``split``): the axis outermost in memory, so each part is one contiguous
+  block and parts write disjoint memory. Work under ``min_size`` values (element-wise) or
+  ``min_product`` multiply-adds (matrix products) stays in one call: handing work to the
+  pool costs more than it saves on small arrays.
+* **Never nested.** A kernel running on the pool does not split again (it would wait on
+  the pool it runs on).
+* **Same numbers.** Element-wise work gives the same result bit for bit whatever the
+  number of parts. A matrix product split by columns may differ in the last bit, because
+  BLAS picks its kernels by the shape it is given.
 
-Work is split only inside ``blas_on_one_thread()``, which ``Sequential`` enters while a
-model with image layers trains or predicts: BLAS's own threads spin while they wait, and
-beside them the pool loses more than it gains. Measured on 2 cores, with BLAS on one
-thread: ReLU over 3.2 million float32 values 1.20 -> 0.72 ms, the im2col copy of a
-32-channel 14x14 batch of 128 2.2 -> 1.1 ms. Handing work to the pool costs about 55 us, so
-arrays under ``MIN_SIZE`` values and products under ``MIN_PRODUCT`` multiply-adds stay in
-one call.
+The switch
+----------
+``configure(workers=N)``: how many threads share the work (the pool's size, the calling
+thread included). ``workers=1`` turns the pool and the BLAS limit off. The default is the
+number of cores this process may use, at most 4. ``configure`` also takes the two
+thresholds, and returns the previous settings so ``configure(**previous)`` restores them.
+
+Layers call ``split``, ``map_parts`` (element-wise, over the outermost axis) or ``matmul``
+(split by columns) and know nothing else about threads. What each choice was worth when it
+was measured is in BENCHMARKS.md ("Where the time goes: threads").
 """
 
 from __future__ import annotations
@@ -21,43 +39,96 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from barenet.errors import check_int
+
 __all__ = [
-    "MIN_PRODUCT",
-    "MIN_SIZE",
-    "WORKERS",
+    "SPLITTING_LAYERS",
     "blas_on_one_thread",
+    "configure",
     "for_parts",
     "map_parts",
     "matmul",
     "parts",
+    "settings",
+    "split",
+    "threads_for",
 ]
 
-MIN_SIZE = 262_144
-MIN_PRODUCT = 4_000_000
-WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+#: Layer classes (by name, subclasses included) whose models run inside
+#: ``blas_on_one_thread()``. A layer missing here still computes correctly: its work is
+#: simply not split unless another layer of its model is listed.
+SPLITTING_LAYERS = frozenset({"Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm"})
+
 _PREFIX = "barenet-parallel"
+_settings = {
+    "workers": min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1),
+    "min_size": 262_144,  # values of element-wise work
+    "min_product": 4_000_000,  # multiply-adds of a matrix product
+}
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _controller: ThreadpoolController | None = None
 _limiter: Any = None  # threadpoolctl's limit while any blas_on_one_thread() block runs
 _one_thread_blocks = 0  # how many such blocks are running
 _lock = threading.Lock()
 
 
+def __getattr__(name: str) -> int:
+    """``WORKERS``, ``MIN_SIZE`` and ``MIN_PRODUCT``: the current settings, read-only (set
+    them with ``configure``)."""
+    key = {"WORKERS": "workers", "MIN_SIZE": "min_size", "MIN_PRODUCT": "min_product"}
+    if name in key:
+        return _settings[key[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def settings() -> dict[str, int]:
+    """The current settings: ``workers``, ``min_size``, ``min_product``."""
+    return dict(_settings)
+
+
+def configure(
+    workers: int | None = None, *, min_size: int | None = None, min_product: int | None = None
+) -> dict[str, int]:
+    """Set the threading policy (arguments left None stay as they are) and return the
+    previous settings. Call it before work starts, not while a model runs."""
+    global _pool, _pool_size
+    given = {"workers": workers, "min_size": min_size, "min_product": min_product}
+    checked = {k: check_int(k, v) for k, v in given.items() if v is not None}
+    with _lock:
+        previous = dict(_settings)
+        _settings.update(checked)
+        if _pool is not None and _pool_size != _settings["workers"]:
+            _pool.shutdown(wait=False)  # work already handed over still runs
+            _pool, _pool_size = None, 0
+    return previous
+
+
+def threads_for(layers: Iterable[object]) -> AbstractContextManager[None]:
+    """What a model of these layers runs inside while it trains, predicts or evaluates:
+    ``blas_on_one_thread()`` when one of them is in ``SPLITTING_LAYERS``, else nothing."""
+    for layer in layers:
+        if any(c.__name__ in SPLITTING_LAYERS for c in type(layer).__mro__):
+            return blas_on_one_thread()
+    return nullcontext()
+
+
 def parts(length: int, size: int, minimum: int | None = None) -> list[slice]:
     """Contiguous slices covering ``range(length)``: one per worker when the work's
-    ``size`` is at least ``minimum`` (``MIN_SIZE`` values unless given) and BLAS is on one
-    thread (``blas_on_one_thread``), else the single ``slice(None)``."""
-    count = min(WORKERS, length)
+    ``size`` is at least ``minimum`` (``min_size`` unless given), inside a
+    ``blas_on_one_thread()`` block and not on a pool thread; else the single
+    ``slice(None)``."""
+    count = min(_settings["workers"], length)
     if (
-        size < (MIN_SIZE if minimum is None else minimum)
+        size < (_settings["min_size"] if minimum is None else minimum)
         or count < 2
         or not _one_thread_blocks
         or threading.current_thread().name.startswith(_PREFIX)
@@ -67,75 +138,91 @@ def parts(length: int, size: int, minimum: int | None = None) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-def for_parts(
-    work: Callable[[slice], object], length: int, size: int, minimum: int | None = None
+def split(
+    kernel: Callable[..., object],
+    length: int,
+    *args: Any,
+    values: int = 0,
+    multiply_adds: int = 0,
 ) -> None:
-    """Call ``work(part)`` for each slice of ``parts(length, size, minimum)``, in parallel
-    when there are several, and return when all are done (re-raising an error of any
-    part). ``work`` must write only to its own part."""
-    slices = parts(length, size, minimum)
+    """Call ``kernel(part, *args)`` for slices ``part`` covering ``range(length)``, in
+    parallel when the work is large: ``values`` (element-wise work) at least ``min_size``,
+    or ``multiply_adds`` (a matrix product) at least ``min_product``. Return when every
+    part is done, re-raising an error of any part. ``kernel`` writes only to its part."""
+    if multiply_adds:
+        _run(kernel, parts(length, multiply_adds, _settings["min_product"]), args)
+    else:
+        _run(kernel, parts(length, values), args)
+
+
+def _run(kernel: Callable[..., object], slices: list[slice], args: tuple) -> None:
+    """``kernel(part, *args)`` for each slice, the first on the calling thread."""
     if len(slices) == 1:
-        work(slices[0])
+        kernel(slices[0], *args)
         return
-    global _pool
+    global _pool, _pool_size
     with _lock:
-        _pool = _pool or ThreadPoolExecutor(WORKERS, thread_name_prefix=_PREFIX)
-    jobs = [_pool.submit(work, s) for s in slices[1:]]
+        if _pool is None:
+            _pool_size = _settings["workers"]
+            _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix=_PREFIX)
+        jobs = [_pool.submit(kernel, s, *args) for s in slices[1:]]
     try:
-        work(slices[0])  # the calling thread takes the first part rather than wait idle
+        kernel(slices[0], *args)  # the calling thread takes the first part rather than wait
     finally:
         for job in jobs:
             job.result()
 
 
-def map_parts(work: Callable[..., object], out: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
-    """Call ``work(out[part], *(a[part] for a in arrays))`` over parts of the axis of
+def for_parts(
+    work: Callable[[slice], object], length: int, size: int, minimum: int | None = None
+) -> None:
+    """``work(part)`` over ``parts(length, size, minimum)``, as ``split`` does (the
+    older spelling, kept for code that uses it)."""
+    _run(work, parts(length, size, minimum), ())
+
+
+def _outermost_part(
+    part: slice, kernel: Callable[..., object], axis: int, out: np.ndarray, arrays: tuple
+) -> None:
+    index = (slice(None),) * axis + (part,)
+    kernel(out[index], *(a[index] for a in arrays))
+
+
+def map_parts(kernel: Callable[..., object], out: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
+    """Call ``kernel(out[part], *(a[part] for a in arrays))`` over parts of the axis of
     ``out`` that is outermost in memory (``arrays`` have the shape of ``out``); return
     ``out``. For element-wise work such as ``np.maximum(a, 0, out=o)``."""
-    if out.size < MIN_SIZE or not _one_thread_blocks:  # the common case, without overhead
-        work(out, *arrays)
+    if out.size < _settings["min_size"] or not _one_thread_blocks:  # the common case, at once
+        kernel(out, *arrays)
         return out
     axis = int(np.argmax(np.abs(out.strides)))
-
-    def one(part: slice) -> None:
-        index = (slice(None),) * axis + (part,)
-        work(out[index], *(a[index] for a in arrays))
-
-    for_parts(one, out.shape[axis], out.size)
+    split(_outermost_part, out.shape[axis], kernel, axis, out, arrays, values=out.size)
     return out
+
+
+def _columns(part: slice, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, b[:, part], out=out[:, part])
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` for 2-D arrays, the columns of the result split over the pool when the
-    product takes at least ``MIN_PRODUCT`` multiply-adds. Each part is one BLAS call on its
-    own thread; inside ``blas_on_one_thread()`` that is BLAS's only thread."""
+    product is large. Each part is one BLAS call on its own thread."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    multiply_adds = a.shape[0] * a.shape[1] * b.shape[1]
-    for_parts(
-        lambda s: np.matmul(a, b[:, s], out=out[:, s]), b.shape[1], multiply_adds, MIN_PRODUCT
-    )
+    split(_columns, b.shape[1], a, b, out, multiply_adds=a.shape[0] * a.shape[1] * b.shape[1])
     return out
 
 
 @contextmanager
 def blas_on_one_thread() -> Iterator[None]:
-    """Run BLAS (NumPy's matrix products) on one thread while the block runs, and let
-    barenet split its large work over its own pool meanwhile (outside such a block,
-    nothing is split).
-
-    BLAS's threads wait for work by spinning, so left on they hold the cores the pool
-    needs: a CNN training step took 87-91 ms with BLAS on 2 threads and barenet's work on
-    one, 98-100 ms with both on 2, and 72-80 ms with BLAS on 1 and barenet's pool on 2;
-    and a 784-512-256-10 MLP epoch (batch 128) took 2.0-2.8 s with its Adam update split
-    beside BLAS's 2 threads, 1.7-1.9 s without. The previous BLAS limits are restored
-    afterwards (``threadpoolctl``)."""
+    """Run BLAS on one thread while the block runs, and let barenet split its large work
+    over its own pool meanwhile. Blocks may overlap (two threads predicting at once): they
+    share one limit, set by the first to start and lifted, restoring the previous BLAS
+    settings (``threadpoolctl``), by the last to end, in whatever order they end."""
     global _controller, _limiter, _one_thread_blocks
-    if WORKERS < 2:
+    if _settings["workers"] < 2:
         yield
         return
-    # One limit for all running blocks (threads may end theirs in any order): the first
-    # block sets it, the last one restores what was there before.
     with _lock:
         if _one_thread_blocks == 0:
             _controller = _controller or ThreadpoolController()
