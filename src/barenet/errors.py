@@ -13,6 +13,7 @@ __all__ = [
     "BarenetError",
     "DatasetError",
     "ModelFileError",
+    "StateError",
     "TrainingError",
     "check_range",
 ]
@@ -36,6 +37,11 @@ class ModelFileError(BarenetError):
 
 class TrainingError(BarenetError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class StateError(BarenetError, RuntimeError):
+    """A call made out of order: ``fit`` before ``compile``, ``backward`` before
+    ``forward``. The message says what to call first."""
 
 
 def is_real(value: object) -> bool:

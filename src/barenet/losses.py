@@ -2,6 +2,11 @@
 
 All losses average over the batch (and, for the element-wise ones, over outputs), so the
 gradient carries the matching ``1 / N`` factor.
+
+A loss also says what a model's outputs *mean* — class probabilities, labels, the metrics
+that make sense, the accuracy of guessing, the targets it accepts and the output
+activation it fuses with — so ``Sequential`` asks the loss and never branches on which
+loss it holds: a new loss is one subclass of ``Loss`` in one file.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from barenet.activations import Sigmoid, Softmax, sigmoid
-from barenet.errors import ArgumentError, is_real
+from barenet.activations import Sigmoid, Softmax, sigmoid, softmax
+from barenet.errors import ArgumentError, check_range
 from barenet.layers import Layer
+from barenet.metrics import accuracy
 
 __all__ = ["MAE", "MSE", "BinaryCrossEntropy", "CrossEntropy", "Loss", "get"]
 
@@ -21,11 +27,22 @@ _CLIP = 1e-7  # keeps log() finite when a loss is given probabilities instead of
 
 
 class Loss:
-    """Base class. ``kind`` tells the model how to turn outputs into predictions."""
+    """Base class: a regression loss unless a subclass says otherwise.
 
-    kind: ClassVar[str] = "regression"  # or "multiclass", "binary"
-    #: The output activation this loss fuses with when it ends a model.
+    Subclasses implement ``forward`` and ``backward``; the methods below give the meaning
+    of the outputs and have defaults for regression (outputs are the predictions).
+    """
+
+    #: A label for reports: "multiclass", "binary" or "regression". The model reads the
+    #: methods below, never this label.
+    kind: ClassVar[str] = "regression"
+    #: The output activation this loss fuses with when it ends a model: training then
+    #: skips that layer and the loss reads logits.
     fuses_with: ClassVar[type[Layer] | None] = None
+    #: Metrics this loss can report (``compile(metrics=...)``), and those it reports when
+    #: none are named.
+    metrics: ClassVar[tuple[str, ...]] = ("mae", "mse")
+    default_metrics: ClassVar[tuple[str, ...]] = ()
     from_logits: bool = True
 
     def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
@@ -42,6 +59,34 @@ class Loss:
         fused = copy.copy(self)
         fused.from_logits = True
         return fused
+
+    # ---- what the outputs mean --------------------------------------------------------
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """``predict_proba`` of outputs this loss reads (no fused activation applied):
+        class probabilities for a classifier on logits, the outputs themselves otherwise."""
+        return outputs
+
+    def labels(self, probabilities: np.ndarray) -> np.ndarray:
+        """``predict`` from ``probabilities``: class ids for a classifier, else as given."""
+        return probabilities
+
+    def metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """Metric ``name`` (one of ``metrics``) of a batch of outputs this loss reads."""
+        diff = outputs - targets.reshape(outputs.shape)
+        if name == "mae":
+            return float(np.abs(diff).mean())
+        if name == "mse":
+            return float(np.square(diff).mean())
+        raise ArgumentError(f"metric must be among {', '.join(self.metrics)}; got {name!r}")
+
+    def chance_level(self, classes: int) -> float | None:
+        """The accuracy of guessing among ``classes`` outputs, or None when not a question
+        this loss answers (fit warns when training stays near it)."""
+        return None
+
+    def check_targets(self, name: str, targets: np.ndarray, width: int | None) -> None:
+        """Raise ArgumentError, naming ``name``, for targets this loss cannot read from a
+        model with ``width`` outputs (None: unknown); checked before training starts."""
 
     def get_config(self) -> dict[str, Any]:
         return {}
@@ -73,12 +118,45 @@ class CrossEntropy(Loss):
 
     kind = "multiclass"
     fuses_with = Softmax
+    metrics = ("accuracy", "mae", "mse")
+    default_metrics = ("accuracy",)
 
     def __init__(self, *, label_smoothing: float = 0.0, from_logits: bool = True) -> None:
-        if not is_real(label_smoothing) or not 0 <= label_smoothing < 1:
-            raise ArgumentError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_range("label_smoothing", label_smoothing, "[0, 1)")
         self.from_logits = bool(from_logits)
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return softmax(outputs, axis=1) if self.from_logits else outputs
+
+    def labels(self, probabilities: np.ndarray) -> np.ndarray:
+        return probabilities.argmax(axis=1)
+
+    def metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> float:
+        if name == "accuracy":
+            return accuracy(targets, outputs.argmax(axis=1))
+        return super().metric(name, outputs, targets)
+
+    def chance_level(self, classes: int) -> float | None:
+        return 1 / classes
+
+    def check_targets(self, name: str, targets: np.ndarray, width: int | None) -> None:
+        """Class ids in [0, width) or one-hot rows as wide as the output: checked before
+        training rather than by ``forward`` at the batch where a bad one turns up."""
+        if targets.ndim == 2:
+            if width is not None and targets.shape[1] != width:
+                raise ArgumentError(
+                    f"{name} must be class ids (N,) or one-hot rows (N, {width}), "
+                    f"got shape {targets.shape}"
+                )
+            return
+        if targets.dtype.kind == "f" and not np.all(np.mod(targets, 1) == 0):
+            raise ArgumentError(f"{name} of shape (N,) must be integer class ids")
+        low, high = float(targets.min()), float(targets.max())
+        if low < 0 or (width is not None and high >= width):
+            bound = f"[0, {width})" if width is not None else "[0, inf)"
+            raise ArgumentError(
+                f"{name} must be class ids in {bound}, got values in [{low:g}, {high:g}]"
+            )
 
     def _targets(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Class ids (N,) when they say it all, else the target distribution q (N, C)."""
@@ -179,9 +257,25 @@ class BinaryCrossEntropy(Loss):
 
     kind = "binary"
     fuses_with = Sigmoid
+    metrics = ("accuracy", "mae", "mse")
+    default_metrics = ("accuracy",)
 
     def __init__(self, *, from_logits: bool = True) -> None:
         self.from_logits = bool(from_logits)
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return sigmoid(outputs) if self.from_logits else outputs
+
+    def labels(self, probabilities: np.ndarray) -> np.ndarray:
+        """0/1 per output; one output per sample gives shape (N,)."""
+        labels = (probabilities > 0.5).astype(np.int64)
+        return labels.reshape(len(labels)) if labels.shape[1:] == (1,) else labels
+
+    def metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> float:
+        if name == "accuracy":  # logit 0 is probability 0.5
+            threshold = 0.0 if self.from_logits else 0.5
+            return float(np.mean((outputs > threshold) == (targets.reshape(outputs.shape) > 0.5)))
+        return super().metric(name, outputs, targets)
 
     def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         y = self._y = _as_outputs_shape(outputs, targets)
