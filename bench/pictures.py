@@ -2,7 +2,8 @@
 
 The first N test images are enlarged (Pillow, bilinear, to 196x196 by default) and
 inverted to dark ink on light paper, then read back through ``barenet.preprocess`` (the
-path ``barenet predict`` and the web page use) and classified. Prints a Markdown table:
+path ``barenet predict`` and the web page use) and classified (a picture refused as holding
+nothing counts as wrong). Prints a Markdown table:
 the accuracy on the untouched 28x28 images beside the accuracy on the pictures.
 
     .venv/bin/python bench/pictures.py [--count 2000] [--size 196]
@@ -11,11 +12,13 @@ the accuracy on the untouched 28x28 images beside the accuracy on the pictures.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
 from barenet.datasets import load, scale
+from barenet.errors import ArgumentError
 from barenet.metrics import accuracy
 from barenet.preprocess import PREPROCESSORS
 from barenet.pretrained import PRETRAINED, load_pretrained
@@ -27,6 +30,14 @@ def as_picture(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(big)
 
 
+def prepared(prepare: Callable[[np.ndarray], np.ndarray], picture: np.ndarray) -> np.ndarray:
+    """The picture as the network sees it; one refused (nothing found) counts as a blank."""
+    try:
+        return prepare(picture)
+    except ArgumentError:
+        return np.zeros((28, 28), np.uint8)
+
+
 def measure(name: str, count: int, size: int) -> tuple[float, float]:
     """(accuracy on the originals, accuracy on the pictures) for shipped network ``name``."""
     model = load_pretrained(name)
@@ -34,7 +45,7 @@ def measure(name: str, count: int, size: int) -> tuple[float, float]:
     (_, _), (x_test, y_test) = load(dataset)
     x, y = x_test[:count], y_test[:count]
     prepare = PREPROCESSORS[dataset]
-    pictures = np.stack([prepare(as_picture(image, size)) for image in x])
+    pictures = np.stack([prepared(prepare, as_picture(image, size)) for image in x])
     return accuracy(y, model.predict(scale(x))), accuracy(y, model.predict(scale(pictures)))
 
 

@@ -36,6 +36,7 @@ from barenet.optional import require
 __all__ = ["WORK_SIDE", "NoObjectError", "find_ink", "read_number", "split_digits"]
 
 WORK_SIDE = 320  #: pictures are reduced (area averaging) to at most this many pixels a side
+MAX_SHADING = 0.6  #: a fitted paper surface varying more than this is not paper (see _paper)
 FIT_SIDE = 64  #: the paper is fitted on a copy reduced to at most this many pixels a side
 CONTRAST = 0.05  #: ink must differ from the paper by at least this (of full scale) ...
 SNR = 6.0  #: ... and by this many times the noise left after smoothing
@@ -113,7 +114,12 @@ def _paper(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xx = (full[1].ravel() + 0.5) / w - 0.5
     paper = np.ones((h, w), dtype=bool)
     paper[: sh * step, : sw * step] = np.kron(use.reshape(sh, sw), np.ones((step, step), bool))
-    return (_design(yy, xx, degree) @ coef).reshape(h, w), paper
+    surface = (_design(yy, xx, degree) @ coef).reshape(h, w)
+    if np.ptp(surface) > MAX_SHADING:  # no light varies so: the object filled the border
+        level = float(np.median(values[ring]))
+        spread = 3 * max(_robust_sigma(values[ring]), 1.0 / 255)
+        return np.full((h, w), level), np.abs(a - level) <= spread
+    return surface, paper
 
 
 def _otsu(values: np.ndarray) -> float:
