@@ -425,28 +425,46 @@ async function randomGarment() {
   }
 }
 
-function uploadGarment(file) {
+// A photo is sent as itself (at most PHOTO_SIDE pixels a side, on white where transparent),
+// so the server sees its own paper around the object; the canvas only shows it.
+const PHOTO_SIDE = 640;
+
+function uploadPicture(file, canvasId, onShown) {
   const url = URL.createObjectURL(file);
   const img = new Image();
   img.onload = () => {
-    // Draw it no larger than 280x280 on white paper, then send that as a PNG.
-    const k = Math.min(280 / img.width, 280 / img.height, 1);
-    const w = Math.max(1, Math.round(img.width * k));
-    const h = Math.max(1, Math.round(img.height * k));
-    const ctx = $("garment").getContext("2d");
+    URL.revokeObjectURL(url);
+    const fit = (side) => {
+      const k = Math.min(side / img.width, side / img.height, 1);
+      return [Math.max(1, Math.round(img.width * k)), Math.max(1, Math.round(img.height * k))];
+    };
+    const [sw, sh] = fit(PHOTO_SIDE);
+    const photo = document.createElement("canvas");
+    photo.width = sw;
+    photo.height = sh;
+    const pctx = photo.getContext("2d");
+    pctx.fillStyle = "#fff";
+    pctx.fillRect(0, 0, sw, sh);
+    pctx.drawImage(img, 0, 0, sw, sh);
+    const canvas = $(canvasId);
+    const [w, h] = fit(canvas.width);
+    const ctx = canvas.getContext("2d");
     ctx.imageSmoothingEnabled = true;
     ctx.fillStyle = "#fff";
-    ctx.fillRect(0, 0, 280, 280);
-    ctx.drawImage(img, (280 - w) / 2, (280 - h) / 2, w, h);
-    URL.revokeObjectURL(url);
-    $("truth").textContent = `Your picture: ${file.name}`;
-    predict({ image: $("garment").toDataURL("image/png") });
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.drawImage(photo, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+    if (onShown) onShown();
+    predict({ image: photo.toDataURL("image/jpeg", 0.92) });
   };
   img.onerror = () => {
     URL.revokeObjectURL(url);
     $("draw-error").textContent = `${file.name} is not a picture this browser can read`;
   };
   img.src = url;
+}
+
+function uploadGarment(file) {
+  uploadPicture(file, "garment", () => { $("truth").textContent = `Your picture: ${file.name}`; });
 }
 
 // ---- inside view ----------------------------------------------------------------------------
@@ -791,6 +809,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("random").addEventListener("click", randomGarment);
   $("upload").addEventListener("change", (e) => {
     if (e.target.files.length) uploadGarment(e.target.files[0]);
+    e.target.value = "";
+  });
+  $("upload-digit").addEventListener("change", (e) => {
+    if (e.target.files.length) uploadPicture(e.target.files[0], "pad");
     e.target.value = "";
   });
   showTab();
