@@ -5,16 +5,17 @@ anti-aliased, then centred in a 28x28 field by their centre of mass. ``to_mnist`
 the same to an arbitrary grayscale array:
 
 1. scale to [0, 1];
-2. invert when the picture is dark on light (judged from its border), so ink is bright;
-3. subtract the background level and drop faint noise;
+2. find the object as ``barenet.photo.find_ink`` does (the paper's uneven light and the
+   sensor noise removed, the ink thresholded, the main components kept), as bright ink;
+3. drop what is fainter than a fraction of the brightest ink;
 4. crop to the ink and resize it (area averaging) so its longer side is 20 pixels;
 5. paste it into a black 28x28 field so its centre of mass lies at the centre.
 
 ``to_fashion`` does the same for garments, but fits them to the whole 28x28 field (as
 Fashion-MNIST was made) and centres their box instead of their mass.
 
-Everything here is NumPy; only ``load_image`` and ``decode_image`` need Pillow (the
-``image`` extra).
+``load_image`` and ``decode_image`` need Pillow, ``to_mnist`` and ``to_fashion`` SciPy
+(both in the ``image`` extra).
 """
 
 from __future__ import annotations
