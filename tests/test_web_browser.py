@@ -341,3 +341,11 @@ def test_a_small_cnn_learns_live_and_then_reads_drawings(page, tmp_path):
     expect(page.locator("#conv-blocks section.block")).to_have_count(2)
     expect(page.locator("#weights canvas")).to_have_count(4)
     page.screenshot(path=str(tmp_path / "learned-inside.png"), full_page=True)
+
+
+def test_a_phone_photo_of_a_digit_is_read_on_the_draw_tab(page, tmp_path):
+    photo = Path(__file__).parent / "data" / "photos" / "digit-phone-1.jpg"
+    page.set_input_files("#upload-digit", str(photo))
+    expect(page.locator("#top")).to_have_text("1")
+    assert ink(page, "#seen") > 0
+    page.screenshot(path=str(tmp_path / "digit-photo.png"), full_page=True)
