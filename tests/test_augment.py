@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import barenet as bn
-from barenet.augment import ImageAugment, warp
+from barenet import augment
+from barenet.augment import ImageAugment, shift_images, warp
+from barenet.train import random_shift
 
 RNG = np.random.default_rng(0)
 
@@ -84,7 +86,7 @@ def test_augment_works_as_fit_hook():
     [
         ({"shift": -1}, "shift must be an integer >= 0, got -1"),
         ({"shift": 1.5}, "shift must be an integer >= 0, got 1.5"),
-        ({"rotation": 200}, r"rotation must be a number of degrees in \[0, 180\], got 200"),
+        ({"rotation": 200}, r"rotation must be a number in \[0, 180\], got 200"),
         ({"flip": 1}, "flip must be True or False, got 1"),
     ],
 )
@@ -98,3 +100,22 @@ def test_bad_batches():
         warp(np.zeros((3, 4)), np.zeros(3), np.zeros((3, 2)))
     with pytest.raises(bn.ArgumentError, match=r"angles must have shape \(2,\)"):
         warp(np.zeros((2, 4, 4)), np.zeros(3), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("shape", [(40, 9, 11), (12, 3, 7, 6)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_slicing_shifts_give_warps_images(shape, dtype):
+    x = (RNG.random(shape) * 255).astype(dtype)
+    shifts = RNG.integers(-6, 7, (shape[0], 2))  # some beyond the image's side
+    out = shift_images(x, shifts)
+    expected = warp(x, np.zeros(shape[0]), shifts)
+    assert out.dtype == expected.dtype
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_shift_only_augment_slices_and_train_uses_it(monkeypatch):
+    x = RNG.random((64, 28, 28), dtype=np.float32)
+    expected = warp(x, np.zeros(64), np.random.default_rng(5).integers(-2, 3, (64, 2)))
+    monkeypatch.setattr(augment, "warp", None)  # shifts alone never interpolate
+    np.testing.assert_array_equal(ImageAugment(2, 0)(x, np.random.default_rng(5)), expected)
+    np.testing.assert_array_equal(random_shift(2)(x, np.random.default_rng(5)), expected)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from barenet import load_model
-from barenet.cli import main
+from barenet import load_model, report
+from barenet.cli import build_parser, main, train_options
 from barenet.datasets import FASHION_CLASSES
+from barenet.options import TrainOptions
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -163,3 +165,18 @@ def test_demo_trains_both_datasets_and_prints_a_table(tmp_path, capsys, mnist, f
 def test_help_exits_cleanly(capsys):
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out
+
+
+def test_train_flags_are_the_fields_of_train_options():
+    """One definition: every TrainOptions field is a flag with the field's default, and a
+    run's report repeats it as a command line that parses back to the same options."""
+    parser = build_parser()
+    assert train_options(parser.parse_args(["train"])) == TrainOptions()
+    flags = {a.dest for a in parser._subparsers._group_actions[0].choices["train"]._actions}
+    assert {f.name for f in dataclasses.fields(TrainOptions)} <= flags
+    options = TrainOptions(
+        dataset="fashion", hidden=(64, 32), val_split=5000, limit=900, weight_decay=0.01
+    )
+    command = report._command(options).split()
+    assert command[:2] == ["barenet", "train"] and "--weight-decay" in command
+    assert train_options(parser.parse_args(command[1:])) == options

@@ -140,3 +140,17 @@ def test_saved_files_get_ordinary_permissions(trained, tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_npy_header_that_cannot_be_tokenised_is_a_model_file_error(tmp_path):
+    model = bn.Sequential([bn.Dense(2, 3)], seed=0)
+    model.compile()
+    with zipfile.ZipFile(model.save(tmp_path / "good.npz")) as z:
+        members = {info.filename: z.read(info) for info in z.infolist()}
+    header = members["config.npy"]
+    members["config.npy"] = header[:18] + b"(" + header[19:]  # an unclosed bracket
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(bn.ModelFileError, match=r"bad\.npz: not a readable barenet model file"):
+        bn.load_model(tmp_path / "bad.npz")

@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from barenet.datasets.transforms import one_hot, scale, standardize, train_val_split
 from barenet.errors import ArgumentError
+from barenet.splits import split_off
 
 
 def test_scale_maps_uint8_to_unit_interval_in_float32():
@@ -129,3 +130,27 @@ def test_split_errors(kwargs):
 def test_split_refuses_mismatched_lengths():
     with pytest.raises(ArgumentError, match="same number of samples"):
         train_val_split(np.zeros((10, 2)), np.zeros(9), rng=0)
+
+
+def test_split_off_holds_out_the_last_samples_as_views():
+    """fit(validation_split=), barenet train and the web all take the last samples."""
+    x, y = np.arange(40).reshape(20, 2), np.arange(20)
+    (xt, yt), (xv, yv) = split_off(x, y, 0.25)
+    assert yv.tolist() == list(range(15, 20)) and yt.tolist() == list(range(15))
+    assert np.shares_memory(xv, x) and np.shares_memory(xt, x)  # no copy
+    (_, _), (_, yv) = split_off(x, y, 3)  # a count instead of a fraction
+    assert yv.tolist() == [17, 18, 19]
+
+
+def test_split_off_at_random_is_train_val_split():
+    x, y = np.arange(100).reshape(50, 2), np.arange(50)
+    (_, yt), (_, yv) = split_off(x, y, 0.2, pick="random", rng=3)
+    (_, yt2), (_, yv2) = train_val_split(x, y, val_fraction=0.2, rng=3)
+    assert np.array_equal(yv, yv2) and np.array_equal(yt, yt2)
+    assert yv.tolist() == sorted(yv.tolist()) and yv.tolist() != list(range(40, 50))
+
+
+@pytest.mark.parametrize(("size", "kept"), [(0.01, 0), (20, 20), (0.99, 20)])
+def test_split_off_names_the_callers_argument_when_a_side_is_empty(size, kept):
+    with pytest.raises(ArgumentError, match=rf"^val_split={size:g} leaves {kept} of 20 samples"):
+        split_off(np.zeros((20, 2)), np.zeros(20), size, "val_split")

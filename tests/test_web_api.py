@@ -20,7 +20,7 @@ ImageDraw = pytest.importorskip("PIL.ImageDraw")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from barenet import pretrained  # noqa: E402
+from barenet import options, pretrained  # noqa: E402
 from barenet.activations import ReLU  # noqa: E402
 from barenet.cli import main  # noqa: E402
 from barenet.conv import Conv2D, MaxPool2D  # noqa: E402
@@ -31,7 +31,7 @@ from barenet.model import Sequential  # noqa: E402
 from barenet.normalization import BatchNorm  # noqa: E402
 from barenet.preprocess import load_image, to_mnist  # noqa: E402
 from barenet.web.app import MAX_BODY, STATIC, create_app  # noqa: E402
-from barenet.web.training import Trainer  # noqa: E402
+from barenet.web.training import LIMITS, Trainer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 BASE = "http://localhost"  # a name the server answers to by default
@@ -348,8 +348,8 @@ def test_a_second_run_while_one_trains_gets_409_and_stop_ends_it(client):
     ("settings", "words"),
     [
         ({"hidden": []}, "hidden"),
-        ({"hidden": [0]}, "width"),
-        ({"hidden": [2000]}, "width"),
+        ({"hidden": [0]}, "hidden must be a positive integer, got 0"),
+        ({"hidden": [2000]}, "hidden must be at most 1,024, got 2,000"),
         ({"hidden": "64"}, "hidden"),
         ({"hidden": [64, 64, 64, 64]}, "hidden"),
         ({"lr": 0}, "lr"),
@@ -607,8 +607,8 @@ def test_a_cnn_trained_on_the_page_reports_confusion_and_is_served(cnn_client):
         ({"kind": "rnn"}, "kind must be 'mlp' or 'cnn'"),
         ({"kind": "cnn", "channels": []}, "channels must be a list of 1 to 2"),
         ({"kind": "cnn", "channels": [8, 8, 8]}, "channels must be a list of 1 to 2"),
-        ({"kind": "cnn", "channels": [0]}, "channels must be an integer from 1 to 64"),
-        ({"kind": "cnn", "channels": [65]}, "channels must be an integer from 1 to 64"),
+        ({"kind": "cnn", "channels": [0]}, "channels must be a positive integer, got 0"),
+        ({"kind": "cnn", "channels": [65]}, "channels must be at most 64, got 65"),
         ({"kind": "cnn", "channels": "8,16"}, "channels must be a list"),
     ],
 )
@@ -626,3 +626,17 @@ def test_serve_offers_its_model_and_every_shipped_network(tmp_path):
     assert list(_models("mnist-cnn")) == ["mnist-cnn", *[n for n in shipped if n != "mnist-cnn"]]
     mine = tmp_path / "mine.npz"
     assert _models(str(mine)) == {"mine": str(mine), **{n: n for n in shipped}}
+
+
+def test_the_pages_limits_are_the_command_lines_narrowed():
+    """The Learn page checks its settings against the command line's bounds, narrowed to
+    its cost caps, never widened: each of its limits lies within the shared one."""
+    shared = {"hidden_layers": "layers", "conv_blocks": "layers", "channels": "width"}
+    shared |= {"width": "width", "samples": "limit"}
+    for name, (low, high) in LIMITS.items():
+        if name in ("steps", "work"):  # the web's own cost caps
+            continue
+        wide_low, wide_high = options.tighten(shared.get(name, name))
+        assert wide_low <= low <= high <= wide_high, name
+    assert options.tighten("epochs", high=10**9) == (1, options.MAX_EPOCHS)
+    assert options.tighten("lr", low=-1.0, high=1.0) == (0.0, 1.0)

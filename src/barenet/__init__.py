@@ -27,6 +27,7 @@ from barenet.callbacks import (
     EarlyStopping,
     History,
     LearningRateScheduler,
+    ModelCheckpoint,
     Monitor,
     ProgressBar,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "LearningRateScheduler",
     "Loss",
     "MaxPool2D",
+    "ModelCheckpoint",
     "ModelFileError",
     "Monitor",
     "Optimizer",

@@ -8,7 +8,7 @@ from typing import Any
 
 from barenet.activations import ReLU
 from barenet.conv import Conv2D, MaxPool2D
-from barenet.errors import ArgumentError, is_real
+from barenet.errors import ArgumentError, check_range
 from barenet.layers import Dense, Dropout, Flatten, Layer
 from barenet.model import Sequential
 from barenet.normalization import BatchNorm
@@ -43,8 +43,7 @@ def mlp(
     for w in widths:
         if not isinstance(w, int) or isinstance(w, bool) or w < 1:
             raise ArgumentError(f"hidden must hold positive integers, got {list(hidden)!r}")
-    if not is_real(dropout) or not 0.0 <= dropout < 1.0:
-        raise ArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
+    dropout = check_range("dropout", dropout, "[0, 1)")
     layers: list[Layer] = [Flatten()]
     return _with_head(
         layers, math.prod(input_shape), widths, dropout, num_classes, seed, input_shape
@@ -109,8 +108,7 @@ def cnn(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
         ):
             raise ArgumentError(f"{name} must hold positive integers, got {values!r}")
-    if not is_real(dropout) or not 0.0 <= dropout < 1.0:
-        raise ArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
+    dropout = check_range("dropout", dropout, "[0, 1)")
     if len(input_shape) not in (2, 3):
         raise ArgumentError(f"input_shape must be (H, W) or (C, H, W), got {input_shape!r}")
     shape = tuple(input_shape) if len(input_shape) == 3 else (1, *input_shape)

@@ -8,7 +8,9 @@ so a run is repeatable::
 
 All images of a batch are transformed at once (``warp``): for every output pixel the
 source position is computed, and the value there read by bilinear interpolation from
-the four nearest pixels; positions outside the image read zeros (the background).
+the four nearest pixels; positions outside the image read zeros (the background). Whole-
+pixel shifts alone (no rotation, no mirror) take ``shift_images``, which slices instead and
+gives the same images.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from barenet.errors import ArgumentError, check_int, is_real
+from barenet.errors import ArgumentError, check_int, check_range
 
-__all__ = ["ImageAugment", "warp"]
+__all__ = ["ImageAugment", "shift_images", "warp"]
 
 
 def warp(
@@ -45,11 +47,8 @@ def warp(
     -------
     array like ``x`` (same shape and dtype; integer images come back as float32).
     """
-    x = np.asarray(x)
-    if x.ndim not in (3, 4) or len(x) == 0:
-        raise ArgumentError(f"x must be images (N, H, W) or (N, C, H, W), got shape {x.shape}")
+    x, dtype = _as_images(x)
     n, (h, w) = len(x), x.shape[-2:]
-    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
     angles, shifts = np.asarray(angles, dtype=np.float64), np.asarray(shifts, dtype=np.float64)
     if angles.shape != (n,) or shifts.shape != (n, 2):
         raise ArgumentError(
@@ -93,6 +92,33 @@ def warp(
     return out.reshape(x.shape).astype(dtype, copy=False)
 
 
+def _as_images(x: np.ndarray) -> tuple[np.ndarray, np.dtype[Any]]:
+    x = np.asarray(x)
+    if x.ndim not in (3, 4) or len(x) == 0:
+        raise ArgumentError(f"x must be images (N, H, W) or (N, C, H, W), got shape {x.shape}")
+    return x, x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+
+
+def shift_images(x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Move each image of a batch by whole pixels, zeros filling the uncovered edge:
+    ``warp(x, 0, shifts)`` for integer ``shifts`` (N, 2) of ``(down, right)``, by one slice
+    of a zero-padded copy per distinct shift instead of interpolating every pixel."""
+    x, dtype = _as_images(x)
+    shifts = np.asarray(shifts)
+    if shifts.shape != (len(x), 2) or shifts.dtype.kind not in "iu":
+        raise ArgumentError(f"shifts must be integers of shape ({len(x)}, 2), got {shifts!r}")
+    (h, w), p = x.shape[-2:], int(np.abs(shifts).max())
+    padded = np.pad(x.astype(dtype, copy=False), [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)])
+    out = np.empty(x.shape, dtype)
+    top, left = p - shifts[:, 0], p - shifts[:, 1]
+    keys = top * (2 * p + 1) + left
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        t, s = int(top[idx[0]]), int(left[idx[0]])
+        out[idx] = padded[idx, ..., t : t + h, s : s + w]
+    return out
+
+
 class ImageAugment:
     """Random shifts, rotations and mirror images of image batches, for
     ``Sequential.fit(augment=...)``.
@@ -113,20 +139,19 @@ class ImageAugment:
     """
 
     def __init__(self, shift: int = 2, rotation: float = 10.0, *, flip: bool = False) -> None:
-        check_int("shift", shift, minimum=0)
-        if not is_real(rotation) or not 0 <= rotation <= 180:
-            raise ArgumentError(
-                f"rotation must be a number of degrees in [0, 180], got {rotation!r}"
-            )
+        self.shift = check_int("shift", shift, minimum=0)
+        self.rotation = check_range("rotation", rotation, "[0, 180]")  # degrees
         if not isinstance(flip, bool):
             raise ArgumentError(f"flip must be True or False, got {flip!r}")
-        self.shift, self.rotation, self.flip = int(shift), float(rotation), flip
+        self.flip = flip
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(x)
         angles = rng.uniform(-self.rotation, self.rotation, n) if self.rotation else np.zeros(n)
         shifts = rng.integers(-self.shift, self.shift + 1, (n, 2))
         flips = rng.random(n) < 0.5 if self.flip else None
+        if not self.rotation and flips is None:
+            return shift_images(x, shifts)  # the same images as warp, by slicing
         return warp(x, angles, shifts, flips)
 
     def get_config(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from barenet.activations import ReLU
 from barenet.doctor import layer_names, saturated_fraction
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, check_int
 
 if TYPE_CHECKING:
     from barenet.model import Sequential
@@ -27,6 +27,7 @@ __all__ = [
     "EarlyStopping",
     "History",
     "LearningRateScheduler",
+    "ModelCheckpoint",
     "Monitor",
     "ProgressBar",
 ]
@@ -120,6 +121,16 @@ class ProgressBar(Callback):
             self._bar.close()
 
 
+def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    """The value given under ``name`` or under its other spelling ``alias`` (None when
+    neither); both at once is an error, unless they agree."""
+    if alias_value is None:
+        return value
+    if value is not None and value != alias_value:
+        raise ArgumentError(f"{alias} is another name for {name}: give one of them, not both")
+    return alias_value
+
+
 class _Monitor(Callback):
     """Shared logic: watch one logged value and tell whether it improved."""
 
@@ -145,8 +156,10 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; with ``restore_best``
-    the model ends with the weights (and BatchNorm statistics) of its best epoch."""
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best`` the model ends with the weights (and BatchNorm
+    statistics) of its best epoch. ``restore_best_weights`` is Keras's name for
+    ``restore_best`` and is accepted too."""
 
     def __init__(
         self,
@@ -155,12 +168,13 @@ class EarlyStopping(_Monitor):
         *,
         min_delta: float = 0.0,
         mode: str = "auto",
-        restore_best: bool = True,
+        restore_best: bool | None = None,
+        restore_best_weights: bool | None = None,
     ) -> None:
         super().__init__(monitor, mode, min_delta)
-        if not isinstance(patience, int) or patience < 0:
-            raise ArgumentError(f"patience must be an integer >= 0, got {patience!r}")
-        self.patience, self.restore_best = patience, restore_best
+        patience = check_int("patience", patience, minimum=0)
+        restore = _alias("restore_best", restore_best, "restore_best_weights", restore_best_weights)
+        self.patience, self.restore_best = patience, True if restore is None else bool(restore)
         self.wait = 0
         self.best_epoch = -1
         self.stopped_epoch: int | None = None
@@ -225,6 +239,28 @@ class Checkpoint(_Monitor):
         path = self.path.format(epoch=epoch + 1)
         self.model.save(path, include_optimizer=self.include_optimizer, epoch=epoch + 1)
         self.saved.append(path)
+
+
+class ModelCheckpoint(Checkpoint):
+    """``Checkpoint`` under Keras's name, taking Keras's ``filepath``:
+    ``ModelCheckpoint("best.npz", save_best_only=True)``."""
+
+    def __init__(
+        self,
+        filepath: str | Path,
+        *,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        include_optimizer: bool = True,
+    ) -> None:
+        super().__init__(
+            filepath,
+            monitor=monitor,
+            save_best_only=save_best_only,
+            mode=mode,
+            include_optimizer=include_optimizer,
+        )
 
 
 class LearningRateScheduler(Callback):

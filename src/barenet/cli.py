@@ -24,10 +24,11 @@ from barenet.files import read_regular_file, regular_file
 from barenet.io import load_model
 from barenet.metrics import accuracy, classification_report, confusion_matrix, format_report
 from barenet.model import Sequential
+from barenet.options import MAX_BATCH_SIZE, MAX_SEED, TrainOptions, add_arguments
 from barenet.photo import NoObjectError
 from barenet.preprocess import MAX_FILE_BYTES, PREPROCESSORS, decode_image, to_mnist_digits
 from barenet.report import format_confusion
-from barenet.train import MAX_BATCH_SIZE, MAX_SEED, TrainOptions, run
+from barenet.train import run
 from barenet.web import add_serve_parser, run_serve
 
 __all__ = ["build_parser", "main", "train_options"]
@@ -44,74 +45,14 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: error: {message}")
 
 
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected widths like 512,256, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
-    return widths
-
-
 def _add_train(sub: Any) -> None:
-    d = TrainOptions()
     p = sub.add_parser(
         "train",
         help="train a network on MNIST or Fashion-MNIST and write a run folder",
         description="Train a network, test it once, and write model.npz, history.json, "
         "report.md and pictures into the run folder.",
     )
-    p.add_argument("--dataset", default=d.dataset, help="mnist or fashion (default %(default)s)")
-    p.add_argument("--model", default=d.model, help="network to build (default %(default)s)")
-    p.add_argument(
-        "--hidden",
-        type=_hidden,
-        default=d.hidden,
-        metavar="W1,W2,...",
-        help="hidden layer widths (default 512,256)",
-    )
-    p.add_argument("--dropout", type=float, default=d.dropout, help="default %(default)s")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
-    p.add_argument("--optimizer", default=d.optimizer, help="sgd, adagrad, rmsprop, adam or adamw")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
-    p.add_argument(
-        "--schedule",
-        default=d.schedule,
-        help="learning-rate schedule: cosine (to 0 at the end) or constant",
-    )
-    p.add_argument(
-        "--decay", type=float, default=d.decay, help="classic decay: lr / (1 + decay * step)"
-    )
-    p.add_argument("--momentum", type=float, default=d.momentum, help="for sgd only")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
-    p.add_argument(
-        "--shift",
-        type=int,
-        default=d.shift,
-        metavar="PIXELS",
-        help="augment: move training images by up to this many pixels (default 0: off)",
-    )
-    p.add_argument(
-        "--average-last",
-        type=int,
-        default=d.average_last,
-        metavar="K",
-        help="end with the mean of the weights of the last K epochs (default off)",
-    )
-    p.add_argument(
-        "--val-split",
-        type=float,
-        default=d.val_split,
-        help="validation images cut from the end of the training set: a fraction (0.1) "
-        "or a count (default %(default)g)",
-    )
-    p.add_argument(
-        "--limit", type=int, default=None, help="train on the first N training images only"
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
-    p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
+    add_arguments(p)  # one flag per TrainOptions field
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-MODEL)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -230,26 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- commands ---------------------------------------------------------------------------
 def train_options(args: argparse.Namespace) -> TrainOptions:
     """The ``TrainOptions`` that ``barenet train`` arguments ask for."""
-    return TrainOptions(
-        dataset=args.dataset,
-        model=args.model,
-        hidden=args.hidden,
-        dropout=args.dropout,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        schedule=args.schedule,
-        decay=args.decay,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        shift=args.shift,
-        average_last=args.average_last,
-        val_split=args.val_split,
-        limit=args.limit,
-        seed=args.seed,
-        data_dir=args.data_dir,
-    )
+    return TrainOptions.from_namespace(args)
 
 
 def _train(args: argparse.Namespace) -> int:

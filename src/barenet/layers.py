@@ -1,6 +1,6 @@
 """Layers: the Layer contract, Dense, Flatten and Dropout.
 
-Every layer follows one contract (see DESIGN.md):
+Every layer follows one contract (docs/architecture.md describes it with the rest):
 
 * ``forward(x, training=False) -> y`` returns its output and caches only what
   ``backward`` needs;
@@ -17,7 +17,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from barenet import init as initialisers
-from barenet.errors import ArgumentError, check_float_dtype, check_int, check_positive, is_real
+from barenet.errors import (
+    ArgumentError,
+    check_float_dtype,
+    check_int,
+    check_positive,
+    check_range,
+)
 
 __all__ = ["Dense", "Dropout", "Flatten", "Layer"]
 
@@ -99,6 +105,9 @@ class Dense(Layer):
     in_features, out_features : int
         Input and output widths. ``W`` has shape ``(out_features, in_features)``, as in
         ``torch.nn.Linear``, so weights can be compared with PyTorch's directly.
+        ``units`` is Keras's name for ``out_features`` (``Dense(784, units=128)``); the
+        input width is never inferred, so ``Dense(128)`` alone is refused with a message
+        saying so.
     init : str
         "he" (default, for ReLU) or "glorot" (for tanh/sigmoid); see ``barenet.init``.
     weight_l1, weight_l2, bias_l1, bias_l2 : float
@@ -115,8 +124,9 @@ class Dense(Layer):
     def __init__(
         self,
         in_features: int,
-        out_features: int,
+        out_features: int | None = None,
         *,
+        units: int | None = None,
         init: str = "he",
         weight_l1: float = 0.0,
         weight_l2: float = 0.0,
@@ -133,8 +143,18 @@ class Dense(Layer):
             ("bias_l2", bias_l2),
         ):
             check_positive(name, penalty, allow_zero=True)
+        if out_features is None and units is None:
+            raise ArgumentError(
+                f"Dense needs its input and output widths, Dense(in_features, out_features), "
+                f"e.g. Dense(784, {in_features!r}); got only {in_features!r} (the input width "
+                "is not inferred: Keras's Dense(units) is Dense(in_features, units) here)"
+            )
+        if out_features is not None and units is not None:
+            raise ArgumentError("units is another name for out_features: give one, not both")
         self.in_features = check_int("in_features", in_features)
-        self.out_features = check_int("out_features", out_features)
+        self.out_features = check_int(
+            "out_features", units if out_features is None else out_features
+        )
         self.init = init
         self._initialiser = initialisers.get(init)
         self.weight_l1, self.weight_l2 = float(weight_l1), float(weight_l2)
@@ -241,9 +261,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float = 0.5, *, rng: initialisers.RngLike = None) -> None:
         super().__init__()
-        if not is_real(rate) or not 0.0 <= rate < 1.0:
-            raise ArgumentError(f"rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_range("rate", rate, "[0, 1)")
         self.rng = initialisers.as_rng(rng)
         self._mask: np.ndarray | None = None
 

@@ -22,6 +22,8 @@ from barenet.errors import ArgumentError, BarenetError, TrainingError, check_int
 from barenet.init import as_rng
 from barenet.layers import Layer
 from barenet.metrics import accuracy
+from barenet.modelfile import save_model
+from barenet.splits import split_off
 
 __all__ = ["Sequential"]
 
@@ -181,6 +183,10 @@ class Sequential:
     @property
     def num_params(self) -> int:
         return sum(layer.num_params() for layer in self.layers)
+
+    def count_params(self) -> int:
+        """``num_params`` under Keras's name."""
+        return self.num_params
 
     # ---- data checks ------------------------------------------------------------------
     def _check_data(
@@ -484,14 +490,7 @@ class Sequential:
         if self.input_shape is None:
             self.input_shape = x.shape[1:]
         if validation_split:
-            n_val = round(len(x) * validation_split)
-            if n_val < 1 or n_val >= len(x):
-                raise ArgumentError(
-                    f"validation_split={validation_split} leaves {n_val} of {len(x)} samples "
-                    "for validation"
-                )
-            validation_data = (x[-n_val:], y[-n_val:])
-            x, y = x[:-n_val], y[:-n_val]
+            (x, y), validation_data = split_off(x, y, validation_split, "validation_split")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ArgumentError("validation_data must be a pair (x_val, y_val)")
@@ -698,9 +697,8 @@ class Sequential:
     def save(
         self, path: str | Path, *, include_optimizer: bool = False, epoch: int | None = None
     ) -> Path:
-        """Write one ``.npz`` (parameters + JSON config), atomically. See ``barenet.io``."""
-        from barenet.io import save_model
-
+        """Write one ``.npz`` (parameters + JSON config), atomically. See
+        ``barenet.modelfile``."""
         return save_model(self, path, include_optimizer=include_optimizer, epoch=epoch)
 
     def to_torch(self) -> Any:

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from barenet.metrics import format_report
+from barenet.options import TrainOptions
 
 if TYPE_CHECKING:
-    from barenet.train import RunResult, TrainOptions
+    from barenet.train import RunResult
 
 __all__ = ["format_confusion", "run_report", "short_names"]
 
@@ -35,8 +36,6 @@ def format_confusion(cm: np.ndarray, classes: Sequence[str]) -> str:
 
 def _command(options: TrainOptions) -> str:
     """The ``barenet train`` command line that repeats a run."""
-    from barenet.train import TrainOptions
-
     defaults = TrainOptions()
     parts = ["barenet train", f"--dataset {options.dataset}", f"--model {options.model}"]
     for key, value in options.to_dict().items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from barenet.errors import ArgumentError, check_int, is_real
+from barenet.errors import check_int, check_range
 from barenet.init import as_rng
 
 __all__ = ["sine", "spiral", "vertical"]
@@ -105,8 +105,7 @@ def sine(
     y : ndarray, float32, shape (samples, 1)
     """
     check_int("samples", samples)
-    if not is_real(noise) or not noise >= 0:
-        raise ArgumentError(f"noise must be a number >= 0, got {noise!r}")
+    noise = check_range("noise", noise, "[0, inf)")
     x = np.arange(samples, dtype=np.float64).reshape(-1, 1) / samples
     y = np.sin(2 * np.pi * x)
     if noise > 0:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from barenet.errors import ArgumentError, is_real
-from barenet.init import as_rng
+from barenet.errors import ArgumentError, check_int, check_range
+from barenet.splits import split_off
 
 __all__ = ["one_hot", "scale", "standardize", "train_val_split"]
 
@@ -153,7 +153,8 @@ def train_val_split(
     val_size: int | None = None,
     rng: np.random.Generator | int | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Split ``(x, y)`` at random into a training part and a validation part.
+    """Split ``(x, y)`` at random into a training part and a validation part
+    (``split_off(..., pick="random")`` with its arguments checked).
 
     Parameters
     ----------
@@ -178,21 +179,10 @@ def train_val_split(
         raise ArgumentError(
             f"x and y must have the same number of samples, got shapes {x.shape} and {y.shape}"
         )
-    n = len(x)
     if val_fraction is not None and val_size is not None:
         raise ArgumentError("give val_fraction or val_size, not both")
     if val_size is None:
-        frac = 0.1 if val_fraction is None else val_fraction
-        if not is_real(frac) or not 0 < frac < 1:
-            raise ArgumentError(f"val_fraction must be a number in (0, 1), got {frac!r}")
-        val_size = round(n * frac)
-    elif not isinstance(val_size, (int, np.integer)) or isinstance(val_size, bool):
-        raise ArgumentError(f"val_size must be an integer, got {val_size!r}")
-    if not 1 <= val_size <= n - 1:
-        raise ArgumentError(
-            f"the split must leave at least one sample on each side: {n} samples, "
-            f"val_size {val_size}"
-        )
-    chosen = np.zeros(n, dtype=bool)
-    chosen[as_rng(rng).choice(n, size=int(val_size), replace=False)] = True
-    return (x[~chosen], y[~chosen]), (x[chosen], y[chosen])
+        frac = check_range("val_fraction", 0.1 if val_fraction is None else val_fraction, "(0, 1)")
+        return split_off(x, y, frac, "val_fraction", pick="random", rng=rng)
+    size = check_int("val_size", val_size, minimum=0)
+    return split_off(x, y, size, "val_size", pick="random", rng=rng)

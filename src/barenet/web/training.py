@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,10 +33,12 @@ from barenet import architectures
 from barenet.callbacks import Callback
 from barenet.datasets import cache, scale, sources
 from barenet.datasets.specs import get_spec
-from barenet.errors import ArgumentError, BarenetError, DatasetError
+from barenet.errors import ArgumentError, BarenetError, DatasetError, check_int, check_range
 from barenet.metrics import confusion_matrix
 from barenet.model import Sequential
 from barenet.optim import Adam
+from barenet.options import tighten
+from barenet.splits import split_off
 
 __all__ = [
     "LIMITS",
@@ -48,19 +50,23 @@ __all__ = [
     "local_dataset",
 ]
 
-#: Bounds of each setting a request may choose: (smallest, largest), and of a run's cost:
-#: ``steps`` (epochs x batches per epoch; the page's largest run, at the default batch
-#: size, takes 18,440) and ``work`` (see ``TrainSettings.work``), which keeps the largest
-#: run to minutes on two cores where the other bounds alone allowed hours (a batch of 1).
+#: Bounds of each setting a request may choose: (smallest, largest), both allowed. They are
+#: the command line's (``barenet.options``), narrowed by ``tighten`` to what one request
+#: may cost here, so neither can accept what the other refuses as out of range. Two more
+#: cap a run's cost: ``steps`` (epochs x batches per epoch; the page's largest run, at the
+#: default batch size, takes 18,440) and ``work`` (see ``TrainSettings.work``), which keeps
+#: the largest run to minutes on two cores where the other bounds alone allowed hours (a
+#: batch of 1).
 LIMITS: dict[str, tuple[float, float]] = {
-    "hidden_layers": (1, 3),
-    "width": (1, 1024),
-    "conv_blocks": (1, 2),
-    "channels": (1, 64),
-    "lr": (1e-5, 1.0),
-    "epochs": (1, 20),
-    "samples": (100, 59_000),
-    "batch_size": (1, 1024),
+    "hidden_layers": tighten("layers", high=3),
+    "width": tighten("width", high=1024),
+    "conv_blocks": tighten("layers", high=2),
+    "channels": tighten("width", high=64),
+    "lr": tighten("lr", low=1e-5, high=1.0),
+    "epochs": tighten("epochs", high=20),
+    "samples": tighten("limit", low=100, high=59_000),
+    "batch_size": tighten("batch_size", high=1024),
+    "seed": tighten("seed", high=2**32 - 1),
     "steps": (1, 20_000),
     "work": (1, 2e11),
 }
@@ -104,14 +110,13 @@ def local_dataset(name: str) -> tuple[Split, Split]:
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
-def _number(data: Mapping[str, Any], name: str, default: float, integer: bool) -> float:
-    value = data.get(name, default)
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    lo, hi = LIMITS[name]
-    if not ok or isinstance(value, bool) or not lo <= value <= hi:
-        kind = "an integer" if integer else "a number"
-        raise ArgumentError(f"{name} must be {kind} from {lo:g} to {hi:g}, got {value!r}")
-    return value
+def _setting(name: str, value: Any, limit: str | None = None) -> Any:
+    """``value`` checked against ``LIMITS[limit or name]``: whole numbers for the integer
+    settings, any real number for ``lr``."""
+    lo, hi = LIMITS[limit or name]
+    if name == "lr":
+        return check_range(name, value, f"[{lo!r}, {hi!r}]")
+    return check_int(name, value, int(lo), int(hi))
 
 
 @dataclass(frozen=True)
@@ -145,38 +150,28 @@ class TrainSettings:
         if not isinstance(dataset, str):
             raise ArgumentError(f"dataset must be a string, got {dataset!r}")
         dataset = get_spec(dataset).name
-        hidden = data.get("hidden", list(cls.hidden))
-        lo, hi = LIMITS["hidden_layers"]
-        if not isinstance(hidden, list) or not lo <= len(hidden) <= hi:
-            raise ArgumentError(
-                f"hidden must be a list of {lo:g} to {hi:g} layer widths, got {hidden!r}"
-            )
-        for width in hidden:
-            _number({"width": width}, "width", 0, integer=True)
         kind = data.get("kind", cls.kind)
         if kind not in ("mlp", "cnn"):
             raise ArgumentError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
-        channels = data.get("channels", list(cls.channels))
-        lo, hi = LIMITS["conv_blocks"]
-        if not isinstance(channels, list) or not lo <= len(channels) <= hi:
-            raise ArgumentError(
-                f"channels must be a list of {lo:g} to {hi:g} convolution widths, got {channels!r}"
-            )
-        for width in channels:
-            _number({"channels": width}, "channels", 0, integer=True)
-        seed = data.get("seed", cls.seed)
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-            raise ArgumentError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+        widths: dict[str, Any] = {}
+        for name, count in (("hidden", "hidden_layers"), ("channels", "conv_blocks")):
+            value = data.get(name, list(getattr(cls, name)))
+            lo, hi = LIMITS[count]
+            if not isinstance(value, list) or not lo <= len(value) <= hi:
+                what = "layer" if name == "hidden" else "convolution"
+                raise ArgumentError(
+                    f"{name} must be a list of {lo:g} to {hi:g} {what} widths, got {value!r}"
+                )
+            limit = "width" if name == "hidden" else "channels"
+            widths[name] = tuple(_setting(name, width, limit) for width in value)
         settings = cls(
             dataset=dataset,
             kind=kind,
-            channels=tuple(channels),
-            hidden=tuple(hidden),
-            lr=float(_number(data, "lr", cls.lr, integer=False)),
-            epochs=int(_number(data, "epochs", cls.epochs, integer=True)),
-            samples=int(_number(data, "samples", cls.samples, integer=True)),
-            batch_size=int(_number(data, "batch_size", cls.batch_size, integer=True)),
-            seed=seed,
+            **widths,
+            **{
+                name: _setting(name, data.get(name, getattr(cls, name)))
+                for name in ("lr", "epochs", "samples", "batch_size", "seed")
+            },
         )
         settings.check_cost()
         return settings
@@ -344,9 +339,9 @@ class TrainingRun:
         s = self.settings
         spec = get_spec(s.dataset)
         (x_all, y_all), _ = self._loader(spec.name)
-        n = min(s.samples, len(x_all) - VALIDATION)
-        x, y = scale(x_all[:n]), y_all[:n]
-        x_val, y_val = scale(x_all[-VALIDATION:]), y_all[-VALIDATION:]
+        (x_rest, y_rest), (x_val, y_val) = split_off(x_all, y_all, VALIDATION, "validation")
+        n = min(s.samples, len(x_rest))
+        x, y, x_val = scale(x_rest[:n]), y_rest[:n], scale(x_val)
         steps = math.ceil(n / s.batch_size)
         self.emit(
             "start",
