@@ -102,7 +102,7 @@ class BatchNorm(Layer):
                 f"BatchNorm needs more than one value per feature in training, got input {x.shape}"
             )
         x_hat, y = np.empty(rows.shape, dtype=x.dtype), np.empty(rows.shape, dtype=x.dtype)
-        stats = mean, var, inv_std = np.empty((3, self.num_features), dtype=x.dtype)
+        stats = mean, var, inv_std = tuple(np.empty(self.num_features, x.dtype) for _ in range(3))
         parallel.split(
             self._normalise, self.num_features, rows, x_hat, y, stats, training, values=rows.size
         )
@@ -121,11 +121,11 @@ class BatchNorm(Layer):
         rows: np.ndarray,
         x_hat: np.ndarray,
         y: np.ndarray,
-        stats: np.ndarray,
+        stats: tuple[np.ndarray, ...],
         training: bool,
     ) -> None:
         """Forward for the features ``s``: write ``x_hat``, ``y`` and the batch's (or the
-        running) ``mean``, ``var`` and ``inv_std`` (the rows of ``stats``)."""
+        running) ``mean``, ``var`` and ``inv_std`` (``stats``)."""
         mean, var, inv_std = stats
         dtype = rows.dtype.type
         if training:

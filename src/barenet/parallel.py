@@ -150,9 +150,13 @@ def split(
     or ``multiply_adds`` (a matrix product) at least ``min_product``. Return when every
     part is done, re-raising an error of any part. ``kernel`` writes only to its part."""
     if multiply_adds:
-        _run(kernel, parts(length, multiply_adds, _settings["min_product"]), args)
+        size, minimum = multiply_adds, _settings["min_product"]
     else:
-        _run(kernel, parts(length, values), args)
+        size, minimum = values, _settings["min_size"]
+    if size < minimum or not _one_thread_blocks:  # the common case, at once
+        kernel(slice(None), *args)
+    else:
+        _run(kernel, parts(length, size, minimum), args)
 
 
 def _run(kernel: Callable[..., object], slices: list[slice], args: tuple) -> None:
