@@ -92,3 +92,43 @@ def test_loss_registry():
         bn.losses.get("hinge")
     with pytest.raises(ValueError, match="label_smoothing"):
         bn.CrossEntropy(label_smoothing=1.5)
+
+
+def test_each_loss_says_what_outputs_mean():
+    z = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
+    ce = bn.CrossEntropy()
+    p = ce.probabilities(z)
+    np.testing.assert_allclose(p.sum(axis=1), 1)
+    assert ce.labels(p).tolist() == [0, 1]
+    assert ce.metric("accuracy", z, np.array([0, 2])) == 0.5
+    assert ce.chance_level(4) == 0.25 and ce.default_metrics == ("accuracy",)
+    assert bn.CrossEntropy(from_logits=False).probabilities(p) is p
+
+    logits = np.array([[-1.0], [2.0], [0.5]])
+    bce = bn.BinaryCrossEntropy()
+    assert bce.labels(bce.probabilities(logits)).tolist() == [0, 1, 1]  # (N, 1) -> (N,)
+    assert bce.metric("accuracy", logits, np.array([0, 1, 0])) == pytest.approx(2 / 3)
+    probs = bn.BinaryCrossEntropy(from_logits=False)
+    assert probs.metric("accuracy", np.array([[0.2], [0.6], [0.4]]), np.array([0, 1, 0])) == 1
+    assert bce.chance_level(2) is None  # depends on the balance of the classes
+
+    mse = bn.MSE()
+    assert mse.probabilities(z) is z and mse.labels(z) is z and mse.default_metrics == ()
+    assert mse.metric("mae", np.array([[1.0], [3.0]]), np.array([0.0, 1.0])) == 1.5
+    with pytest.raises(ValueError, match="metric must be among mae, mse"):
+        mse.metric("accuracy", z, z)
+
+
+@pytest.mark.parametrize(
+    "targets,width,match",
+    [
+        (np.array([0, 3]), 3, r"y must be class ids in \[0, 3\), got values in \[0, 3\]"),
+        (np.array([-1, 0]), None, r"\[0, inf\)"),
+        (np.array([0.5, 1.0]), 3, "integer class ids"),
+        (np.zeros((2, 4)), 3, r"one-hot rows \(N, 3\)"),
+    ],
+)
+def test_cross_entropy_checks_targets_against_the_output_width(targets, width, match):
+    with pytest.raises(ValueError, match=match):
+        bn.CrossEntropy().check_targets("y", targets, width)
+    bn.MSE().check_targets("y", targets, width)  # a regression loss takes any numbers
