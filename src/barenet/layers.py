@@ -33,9 +33,6 @@ class Layer:
 
     #: Layers registered by class name, so a saved config can be turned back into layers.
     registry: ClassVar[dict[str, type[Layer]]] = {}
-    #: True for layers that split their large work over barenet's own threads (image
-    #: layers); a model holding one runs BLAS on one thread (``barenet.parallel``).
-    splits_work: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
