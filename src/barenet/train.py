@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from barenet import architectures, optim, plots, report
-from barenet.augment import ImageAugment
+from barenet.augment import shift_images
 from barenet.callbacks import Callback, History
 from barenet.datasets import load, scale
 from barenet.datasets.specs import get_spec
-from barenet.errors import ArgumentError
+from barenet.errors import ArgumentError, check_int
 from barenet.files import atomic_write
 from barenet.metrics import classification_report, confusion_matrix
 from barenet.model import Sequential
@@ -74,11 +74,23 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def random_shift(pixels: int) -> ImageAugment:
-    """An ``augment`` function for ``Sequential.fit`` moving each image by a random whole
-    number of pixels in ``[-pixels, pixels]`` along each axis, zeros filling the uncovered
-    edge: ``ImageAugment(shift=pixels, rotation=0)``, kept under this name."""
-    return ImageAugment(shift=pixels, rotation=0.0)
+def random_shift(pixels: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """The ``augment`` function of ``barenet train --shift``: move each image by a random
+    whole number of pixels in ``[-pixels, pixels]`` along each axis, zeros filling the
+    uncovered edge (``augment.shift_images``).
+
+    The same distribution as ``ImageAugment(shift=pixels, rotation=0)``, drawn in the order
+    ``barenet train`` has always drawn it (every vertical offset of the batch, then every
+    horizontal one), so the commands that made the shipped weights still repeat them.
+    """
+    check_int("shift", pixels)
+
+    def shift(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        down = pixels - rng.integers(0, 2 * pixels + 1, len(xb))
+        right = pixels - rng.integers(0, 2 * pixels + 1, len(xb))
+        return shift_images(xb, np.stack([down, right], axis=1))
+
+    return shift
 
 
 class WeightAverage(Callback):
@@ -174,7 +186,7 @@ def run(
         if options.average_last > 1
         else [],
         verbose=verbose,
-        augment=ImageAugment(options.shift, rotation=0.0) if options.shift else None,
+        augment=random_shift(options.shift) if options.shift else None,
     )
     seconds = time.perf_counter() - start
     val_accuracy = model.evaluate(x_val, y_val)["accuracy"]
