@@ -30,8 +30,7 @@ from barenet.camera import LEVELS, photograph, photograph_number
 from barenet.datasets import load, scale
 from barenet.errors import ArgumentError
 from barenet.metrics import accuracy
-from barenet.photo import read_number
-from barenet.preprocess import PREPROCESSORS, decode_image
+from barenet.preprocess import PREPROCESSORS, decode_image, read_number
 from barenet.pretrained import PRETRAINED, load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]

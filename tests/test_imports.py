@@ -15,19 +15,10 @@ import ast
 import functools
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: Modules that need an optional package; a function may import them lazily.
 PLUGINS = {"barenet.export", "barenet.interop", "barenet.safetensors_io", "barenet.web.app"}
-
-#: Edges (importer, imported) known to close a cycle, each to be cut: a new entry needs a
-#: reason, and an entry whose edge is gone must be removed (the second test says so).
-KNOWN: dict[tuple[str, str], str] = {
-    ("barenet.doctor", "barenet.model"): "diagnose checks isinstance(model, Sequential)",
-    ("barenet.photo", "barenet.preprocess"): "read_number calls to_mnist_digits",
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -118,13 +109,5 @@ def test_the_finder_finds_cycles_through_lazy_imports_and_not_elsewhere():
 
 def test_no_import_cycles():
     graph = {module: set(imported) for module, imported in import_graph().items()}
-    for importer, imported in KNOWN:
-        graph[importer].discard(imported)
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
-
-
-@pytest.mark.parametrize(("importer", "imported"), sorted(KNOWN))
-def test_known_cycle_edges_still_exist(importer, imported):
-    """Once an edge of KNOWN is cut, its entry must go, so it cannot hide a new cycle."""
-    assert imported in import_graph()[importer], f"remove {(importer, imported)} from KNOWN"

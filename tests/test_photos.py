@@ -20,8 +20,15 @@ from barenet.cli import main
 from barenet.datasets import scale
 from barenet.errors import ArgumentError
 from barenet.metrics import accuracy
-from barenet.photo import NoObjectError, read_number
-from barenet.preprocess import decode_image, load_image, to_fashion, to_mnist, to_mnist_digits
+from barenet.photo import NoObjectError
+from barenet.preprocess import (
+    decode_image,
+    load_image,
+    read_number,
+    to_fashion,
+    to_mnist,
+    to_mnist_digits,
+)
 from barenet.pretrained import load_pretrained
 
 EXAMPLES = Path(__file__).parent / "data" / "photos"

@@ -771,6 +771,15 @@ def _start_loss(loss: float, expected: float | None) -> list[Finding]:
 
 
 # ---- the entry point -----------------------------------------------------------------------
+def _is_sequential(model: Any) -> bool:
+    """Whether ``model`` is a ``barenet.Sequential`` (told by its class's home, since the
+    model module imports this one)."""
+    return any(
+        cls.__name__ == "Sequential" and cls.__module__ == "barenet.model"
+        for cls in type(model).__mro__
+    )
+
+
 def diagnose(
     model: Sequential,
     x: Any,
@@ -792,10 +801,9 @@ def diagnose(
     """
     from barenet import losses as losses_mod
     from barenet.errors import check_int
-    from barenet.model import Sequential
 
     begun = time.perf_counter()
-    if not isinstance(model, Sequential):
+    if not _is_sequential(model):
         raise ArgumentError(f"model must be a barenet Sequential, got {type(model).__name__}")
     batch_size = check_int("batch_size", batch_size)
     grad_batch = check_int("grad_batch", grad_batch, minimum=2)

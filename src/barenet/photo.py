@@ -26,14 +26,13 @@ SciPy and Pillow are imported here only (the ``image`` extra), when a picture is
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import numpy as np
 
 from barenet.errors import ArgumentError
 from barenet.optional import require
 
-__all__ = ["WORK_SIDE", "NoObjectError", "find_ink", "read_number", "split_digits"]
+__all__ = ["WORK_SIDE", "NoObjectError", "find_ink", "split_digits"]
 
 WORK_SIDE = 320  #: pictures are reduced (area averaging) to at most this many pixels a side
 MAX_SHADING = 0.6  #: a fitted paper surface varying more than this is not paper (see _paper)
@@ -249,16 +248,3 @@ def split_digits(ink: np.ndarray) -> list[np.ndarray]:
     cuts = [0] + [(a[1] + b[0]) // 2 for a, b in itertools.pairwise(digits)]
     cuts.append(ink.shape[1])
     return [ink[:, lo:hi] for lo, hi in itertools.pairwise(cuts)]
-
-
-def read_number(model: Any, image: Any) -> tuple[str, list[float]]:
-    """Read the number in a picture with a digit classifier: the digits as a string and
-    each digit's probability (the network's confidence), left to right."""
-    from barenet.datasets import scale
-    from barenet.preprocess import to_mnist_digits
-
-    proba = model.predict_proba(scale(to_mnist_digits(image)))
-    best = np.argmax(proba, axis=1)
-    return "".join(str(int(k)) for k in best), [
-        float(p[k]) for p, k in zip(proba, best, strict=True)
-    ]

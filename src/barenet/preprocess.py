@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from barenet.datasets.transforms import scale
 from barenet.errors import ArgumentError, BarenetError
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "crop_to_ink",
     "decode_image",
     "load_image",
+    "read_number",
     "resize_area",
     "to_fashion",
     "to_mnist",
@@ -310,3 +312,13 @@ def _grey(picture: Any) -> np.ndarray:
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(paper, rgba)
     return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def read_number(model: Any, image: Any) -> tuple[str, list[float]]:
+    """Read the number in a picture with a digit classifier: the digits as a string and
+    each digit's probability (the network's confidence), left to right."""
+    proba = model.predict_proba(scale(to_mnist_digits(image)))
+    best = np.argmax(proba, axis=1)
+    return "".join(str(int(k)) for k in best), [
+        float(p[k]) for p, k in zip(proba, best, strict=True)
+    ]
