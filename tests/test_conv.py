@@ -267,3 +267,12 @@ def test_pools_with_non_square_kernels_match_torch(cls, kernel, stride):
     np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(layer.backward(dy), xt.grad.numpy(), atol=1e-12)
     assert bn.check_grad(cls(kernel, stride), x)["input"] < 1e-6
+
+
+def test_the_pooling_layers_are_found_where_they_always_were():
+    """They live in barenet.pooling; code that imports them from barenet.conv still works."""
+    from barenet import conv, pooling
+
+    for name in ("MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"):
+        assert getattr(conv, name) is getattr(pooling, name) is getattr(bn, name)
+        assert name in conv.__all__
