@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from barenet.errors import ArgumentError, check_int, check_range
+import barenet as bn
+from barenet.errors import ArgumentError, BarenetError, StateError, check_int, check_range
 
 
 @pytest.mark.parametrize(
@@ -61,3 +62,12 @@ def test_check_int_names_the_bound():
         check_int("epochs", 0)
     with pytest.raises(ArgumentError, match="an integer >= 0, got True"):
         check_int("seed", True, minimum=0)
+
+
+@pytest.mark.parametrize(
+    "layer", [lambda: bn.Dense(3, 2), lambda: bn.Conv2D(1, 2, 3), lambda: bn.BatchNorm(2)]
+)
+def test_backward_before_forward_is_a_barenet_error(layer):
+    with pytest.raises(StateError, match="called before forward") as info:
+        layer().backward(np.ones((1, 2)))
+    assert isinstance(info.value, BarenetError) and isinstance(info.value, RuntimeError)

@@ -38,6 +38,7 @@ from barenet.errors import (
     BarenetError,
     DatasetError,
     ModelFileError,
+    StateError,
     TrainingError,
 )
 from barenet.gradcheck import check_grad
@@ -94,6 +95,7 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "StateError",
     "StepDecay",
     "Tanh",
     "TrainingError",

@@ -21,7 +21,7 @@ import numpy as np
 
 from barenet import init as initialisers
 from barenet import parallel
-from barenet.errors import ArgumentError, check_float_dtype, check_int
+from barenet.errors import ArgumentError, StateError, check_float_dtype, check_int
 from barenet.images import as_images, batch_first, batch_last, out_size, pair, windows
 from barenet.layers import Layer
 from barenet.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -198,7 +198,7 @@ class Conv2D(Layer):
     def _param_grads(self, dy: np.ndarray) -> np.ndarray:
         """Write ``dW = dy @ cols.T`` and ``db`` into ``grads``; return ``dy`` as (O, P)."""
         if self._cols is None:
-            raise RuntimeError("Conv2D.backward called before forward")
+            raise StateError("Conv2D.backward called before forward")
         o = self.out_channels
         dyc = batch_last(dy).reshape(o, -1)
         parallel.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))

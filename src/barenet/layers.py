@@ -19,6 +19,7 @@ import numpy as np
 from barenet import init as initialisers
 from barenet.errors import (
     ArgumentError,
+    StateError,
     check_float_dtype,
     check_int,
     check_positive,
@@ -186,7 +187,7 @@ class Dense(Layer):
 
     def param_backward(self, dy: np.ndarray) -> None:
         if self._x is None:
-            raise RuntimeError("Dense.backward called before forward")
+            raise StateError("Dense.backward called before forward")
         w, b = self.params["weight"], self.params["bias"]
         gw, gb = self.grads["weight"], self.grads["bias"]
         np.matmul(dy.T, self._x, out=gw)

@@ -9,6 +9,7 @@ import numpy as np
 from barenet import parallel
 from barenet.errors import (
     ArgumentError,
+    StateError,
     check_float_dtype,
     check_int,
     check_positive,
@@ -142,7 +143,7 @@ class BatchNorm(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._cache is None:
-            raise RuntimeError("BatchNorm.backward called before forward")
+            raise StateError("BatchNorm.backward called before forward")
         rows = self._rows(dy)
         dx = np.empty(rows.shape, dtype=dy.dtype)
         parallel.split(self._gradient, self.num_features, rows, dx, *self._cache, values=rows.size)
