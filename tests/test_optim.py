@@ -1,6 +1,8 @@
 """Optimizers: the first two updates against their formulas, many steps against PyTorch,
 decay and schedules, subnormal flushing, state round trip, argument errors."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -210,3 +212,17 @@ def test_large_buffers_updated_in_parts_give_identical_results(name):
         results.append(p)
     assert counts == [n] * len(grads) + [n // 3] * 3 * len(grads)  # 5001: 3 parts of 1667
     assert np.array_equal(results[0], results[1])
+
+
+def test_schedules_take_numpy_step_counts():
+    """A step count computed with NumPy (``len(x) // batch * epochs``) is an int too, and
+    the saved config stays plain JSON."""
+    steps = np.int64(6400) // 128 * 3
+    for schedule in (
+        bn.CosineDecay(0.1, total_steps=steps),
+        bn.StepDecay(0.1, step_size=steps),
+        bn.WarmUp(0.1, warmup_steps=steps),
+    ):
+        config = schedule.get_config()
+        assert json.loads(json.dumps(config)) == config
+        assert 150 in config.values()

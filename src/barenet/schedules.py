@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from barenet.errors import ArgumentError, check_positive
+from barenet.errors import ArgumentError, check_int, check_positive
 
 __all__ = [
     "CosineDecay",
@@ -36,11 +36,6 @@ class Schedule:
         return f"{type(self).__name__}({args})"
 
 
-def _check_steps(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
-
-
 class InverseTimeDecay(Schedule):
     """``lr / (1 + decay * step)``: the classic decay (also every optimizer's ``decay=``)."""
 
@@ -61,9 +56,9 @@ class StepDecay(Schedule):
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
         check_positive("lr", lr)
-        _check_steps("step_size", step_size)
+        self.step_size = check_int("step_size", step_size)
         check_positive("gamma", gamma)
-        self.lr, self.step_size, self.gamma = float(lr), step_size, float(gamma)
+        self.lr, self.gamma = float(lr), float(gamma)
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
@@ -92,9 +87,9 @@ class CosineDecay(Schedule):
 
     def __init__(self, lr: float, total_steps: int, min_lr: float = 0.0) -> None:
         check_positive("lr", lr)
-        _check_steps("total_steps", total_steps)
+        self.total_steps = check_int("total_steps", total_steps)
         check_positive("min_lr", min_lr, allow_zero=True)
-        self.lr, self.total_steps, self.min_lr = float(lr), total_steps, float(min_lr)
+        self.lr, self.min_lr = float(lr), float(min_lr)
 
     def __call__(self, step: int) -> float:
         t = min(step, self.total_steps) / self.total_steps
@@ -111,8 +106,7 @@ class WarmUp(Schedule):
     def __init__(self, after: float | Schedule, warmup_steps: int) -> None:
         if not isinstance(after, Schedule):
             check_positive("after", after)
-        _check_steps("warmup_steps", warmup_steps)
-        self.after, self.warmup_steps = after, warmup_steps
+        self.after, self.warmup_steps = after, check_int("warmup_steps", warmup_steps)
 
     def _target(self, step: int) -> float:
         return self.after(step) if isinstance(self.after, Schedule) else float(self.after)
