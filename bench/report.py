@@ -97,6 +97,10 @@ def mlp_section(r: dict) -> list[str]:
     return lines
 
 
+#: Markdown sections included after the MLP tables, in this order.
+SECTIONS = ("cnn.md", "onnx.md", "threads.md")
+
+
 def main() -> None:
     lines = [
         "# Benchmarks",
@@ -108,9 +112,11 @@ def main() -> None:
     mlp = HERE / "results" / "mlp.json"
     if mlp.exists():
         lines += mlp_section(json.loads(mlp.read_text()))
-    cnn = HERE / "results" / "cnn.md"
-    if cnn.exists():
-        lines += [cnn.read_text().strip(), ""]
+    # sections written by their own scripts (cnn.py, onnx_infer.py) or by hand (threads)
+    for name in SECTIONS:
+        section = HERE / "results" / name
+        if section.exists():
+            lines += [section.read_text().strip(), ""]
     OUT.write_text("\n".join(lines))
     print(f"wrote {OUT}")
 
