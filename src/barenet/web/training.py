@@ -75,8 +75,8 @@ PANEL = 12  #: validation images whose predictions the page shows as training go
 POINTS = 200  #: about how many progress events a run sends, whatever its length
 SIDE = 28  #: the images' side
 CLASSES = 10  #: classes of both datasets
-#: What a step's Adam update of a weight costs, in images passing through it (forward and
-#: backward): measured 7-28 ns against 0.4-3 ns per weight on two cores.
+#: What a step's Adam update of a weight costs, counted in images passing through that
+#: weight (forward and backward): an estimate, generous towards the update.
 UPDATE_COST = 16
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -186,7 +186,7 @@ class TrainSettings:
         """The run's cost, roughly proportional to its time: multiply-adds per image x
         images seen + weights x ``UPDATE_COST`` x steps, for 28x28 inputs and 10 classes.
         For an MLP both counts are its weights; a convolution's weights are used at every
-        position of its output (measured: about as fast per multiply-add as dense layers)."""
+        position of its output, and cost about as much per multiply-add as a dense layer's."""
         side, fan_in, macs, weights = SIDE, SIDE * SIDE, 0, 0
         if self.kind == "cnn":
             c_in = 1
