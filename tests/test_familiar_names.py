@@ -72,3 +72,12 @@ def test_dense_units_and_a_lone_width():
         bn.Dense(128)
     with pytest.raises(bn.ArgumentError, match="units is another name for out_features"):
         bn.Dense(784, 128, units=64)
+
+
+@pytest.mark.parametrize("cls", [bn.SGD, bn.Adagrad, bn.RMSprop, bn.Adam, bn.AdamW])
+def test_optimizers_take_learning_rate_as_keras_spells_it(cls):
+    assert cls(learning_rate=0.02).lr == cls(lr=0.02).lr == 0.02
+    with pytest.raises(bn.ArgumentError, match="give lr or learning_rate"):
+        cls(0.1, learning_rate=0.2)
+    with pytest.raises(bn.ArgumentError, match="lr must be"):
+        cls(learning_rate=-1.0)

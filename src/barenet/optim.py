@@ -8,6 +8,8 @@ so an update is a few vector operations however many layers there are.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,20 @@ TINY = 1e-30
 FLUSH_EVERY = 100
 
 
+def _keras_learning_rate(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` taking ``learning_rate=`` as another name for ``lr``."""
+
+    @functools.wraps(init)
+    def accepting(self: Optimizer, *args: Any, learning_rate: Any = None, **kwargs: Any) -> None:
+        if learning_rate is not None:
+            if args or "lr" in kwargs:
+                raise ArgumentError("give lr or learning_rate (its Keras name), not both")
+            kwargs["lr"] = learning_rate
+        init(self, *args, **kwargs)
+
+    return accepting
+
+
 class Optimizer:
     """Base class.
 
@@ -41,6 +57,13 @@ class Optimizer:
 
     #: names of the per-parameter state arrays a subclass keeps
     slots: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Let every optimizer take ``learning_rate=``, the Keras name of ``lr``."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _keras_learning_rate(init)  # type: ignore[method-assign]
 
     def __init__(self, lr: float | Schedule, decay: float = 0.0) -> None:
         if not isinstance(lr, Schedule):
