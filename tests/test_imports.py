@@ -18,7 +18,14 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: Modules that need an optional package; a function may import them lazily.
-PLUGINS = {"barenet.export", "barenet.interop", "barenet.safetensors_io", "barenet.web.app"}
+PLUGINS = {
+    "barenet.export",
+    "barenet.interop",
+    "barenet.onnx_import",
+    "barenet.onnx_nodes",
+    "barenet.safetensors_io",
+    "barenet.web.app",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""ONNX: write a model as an ONNX graph, and read back the graphs barenet can represent.
+"""ONNX export: write a model as an ONNX graph (reading one back: ``barenet.onnx_import``).
 
 Each layer becomes its ONNX operator: ``Dense`` -> ``Gemm`` (weight as stored, ``transB=1``),
 ``Conv2D`` -> ``Conv`` (explicit pads, so "same" with an even kernel pads one more row and
@@ -12,20 +12,14 @@ applies, so the graph's output is what ``predict_proba`` returns.
 The graph's input is ``(N, features)`` or NCHW float32 (float64 for a float64 model) with
 a dynamic batch axis ``N``; a model that reads (N, H, W) images takes (N, 1, H, W). The
 loss, optimizer settings, input shape and metadata (classes, preprocessing, ...) ride in
-``metadata_props``, so ``from_onnx`` gives back the model that was exported, less its
-dropout layers.
-
-Reading accepts a plain chain of those operators, from barenet or from
-``torch.onnx.export`` of an equivalent ``nn.Sequential`` (which folds an inference
-BatchNorm into the convolution before it, and may alias equal initializers through
-``Identity``). The graph is turned into a layer list and named arrays, then checked and
-assembled by ``barenet.io`` like any model file. No code in the file runs.
+``metadata_props``, so ``from_onnx`` (re-exported here) gives back the model that was
+exported, less its dropout layers. The ``onnx`` package is imported only when a model is
+written.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +27,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from barenet import io
 from barenet.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from barenet.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
-from barenet.errors import ArgumentError, BarenetError, ModelFileError, check_int
+from barenet.conv import Conv2D
+from barenet.errors import ArgumentError, BarenetError, check_int
 from barenet.files import atomic_write
 from barenet.layers import Dense, Dropout, Flatten, Layer
 from barenet.normalization import BatchNorm
+from barenet.onnx_import import (  # noqa: F401  (the names this module has always offered)
+    FORMAT,
+    MAX_ELEMENTS,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    from_onnx,
+    read_onnx,
+)
 from barenet.optional import require
+from barenet.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 if TYPE_CHECKING:
     from barenet.model import Sequential
@@ -51,19 +53,8 @@ __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "from_onnx", "read_onnx", "to_onnx"]
 DEFAULT_OPSET = 17
 #: Softmax over one axis (rather than over everything after it) arrived in opset 13.
 MIN_OPSET = 13
-#: Bounds on what a file may ask the reader to hold.
-MAX_FILE_BYTES = 2**31
-MAX_NODES = 10_000
-MAX_ELEMENTS = 2**28
-
-_FORMAT = "barenet-onnx"
 
 
-def _onnx(feature: str) -> Any:
-    return require("onnx", "onnx", feature)
-
-
-# ---- export -----------------------------------------------------------------------------
 @dataclass
 class _Graph:
     """Nodes and initializers collected while the layers are translated, in order."""
@@ -197,68 +188,15 @@ def to_onnx(
     seen data and does not start with ``Dense`` or ``Conv2D``. The graph is checked with
     ``onnx.checker`` (with shape inference) before it is written.
     """
-    from barenet.model import Sequential
-
-    onnx = _onnx("ONNX export")
+    onnx = require("onnx", "onnx", "ONNX export")
     from onnx import helper, numpy_helper
 
-    if not isinstance(model, Sequential):
-        raise ArgumentError(f"model must be a barenet Sequential, got {type(model).__name__}")
-    newest = onnx.defs.onnx_opset_version()
-    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
-        raise ArgumentError(f"opset must be an integer from {MIN_OPSET} to {newest}, got {opset!r}")
-    if batch != "dynamic":
-        batch = check_int("batch", batch)
-    dtype = model.dtype
-    if dtype not in (np.float32, np.float64):
-        raise ArgumentError(f"ONNX export needs float32 or float64 parameters, not {dtype}")
-    elem = helper.np_dtype_to_tensor_dtype(dtype)
-
+    batch = _check_request(model, batch, opset, onnx.defs.onnx_opset_version())
     g = _Graph(helper, numpy_helper)
-    x = "input"
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, Dropout):
-            continue
-        exporter = _EXPORTERS.get(type(layer))
-        if exporter is None:
-            raise ArgumentError(
-                f"layer {i} ({type(layer).__name__}) has no ONNX counterpart; ONNX export "
-                f"supports {', '.join(sorted(t.__name__ for t in _EXPORTERS))} and Dropout"
-            )
-        x = exporter(g, layer, x, f"{i}_{type(layer).__name__}")
-    props = {"barenet.format": _FORMAT}
-    if model.loss is not None and model.loss.from_logits and not model._fused():
-        activation = {"multiclass": "Softmax", "binary": "Sigmoid"}.get(model.loss.kind)
-        if activation:  # what predict_proba applies to the logits
-            attrs: dict[str, Any] = {"axis": 1} if activation == "Softmax" else {}
-            x = g.node(activation, [x], f"output_{activation.lower()}", **attrs)
-            props["barenet.output_activation"] = activation
-    if g.nodes:
-        g.nodes[-1].output[0] = "output"
-    else:
-        g.nodes.append(helper.make_node("Identity", ["input"], ["output"], name="identity"))
-
+    activation = _translate(g, model)
     dims = _input_dims(model, input_shape)
-    batch_dim: int | str = "N" if batch == "dynamic" else batch
-    inputs = [helper.make_tensor_value_info("input", elem, [batch_dim, *dims])]
-    outputs = [helper.make_tensor_value_info("output", elem, None)]
-    config = model.get_config()
-    del config["layers"]  # the graph is the architecture
-    props["barenet.config"] = _json("model config", config)
-    props["barenet.metadata"] = _json("model metadata", model.metadata)
-    for key, value in model.metadata.items():  # readable by any ONNX tool as well
-        props.setdefault(str(key), value if isinstance(value, str) else _json(key, value))
-    doc = f"barenet {model!r}; input {'NCHW' if len(dims) == 3 else '(N, features)'}"
-    graph = helper.make_graph(g.nodes, "barenet", inputs, outputs, g.initializers, doc_string=doc)
-    from barenet import __version__
-
-    proto = helper.make_model_gen_version(
-        graph,
-        opset_imports=[helper.make_opsetid("", opset)],
-        producer_name="barenet",
-        producer_version=__version__,
-        doc_string=doc,
-    )
+    props = _props(model, activation)
+    proto = _model_proto(helper, g, model, [batch if batch != "dynamic" else "N", *dims], opset)
     helper.set_model_props(proto, props)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
@@ -271,430 +209,82 @@ def to_onnx(
     return path
 
 
-# ---- import -----------------------------------------------------------------------------
-def _float32_text(value: float) -> float:
-    """The shortest decimal that a float32 attribute stands for (1e-05, not 9.99999974e-06)."""
-    return float(str(np.float32(value)))
+def _check_request(model: Any, batch: int | str, opset: Any, newest: int) -> int | str:
+    """``batch`` checked ("dynamic" or a positive size); ``ArgumentError`` for anything but
+    a float32 or float64 Sequential, or an opset outside ``MIN_OPSET``..``newest``."""
+    from barenet.model import Sequential
+
+    if not isinstance(model, Sequential):
+        raise ArgumentError(f"model must be a barenet Sequential, got {type(model).__name__}")
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
+        raise ArgumentError(f"opset must be an integer from {MIN_OPSET} to {newest}, got {opset!r}")
+    if batch != "dynamic":
+        batch = check_int("batch", batch)
+    if model.dtype not in (np.float32, np.float64):
+        raise ArgumentError(f"ONNX export needs float32 or float64 parameters, not {model.dtype}")
+    return batch
 
 
-class _Reader:
-    """Walks an ONNX graph node by node and collects layers (class, config, arrays)."""
-
-    def __init__(self, onnx: Any, path: Path, proto: Any) -> None:
-        self.onnx, self.path, self.graph = onnx, path, proto.graph
-        self.consts: dict[str, np.ndarray] = {}
-        self.specs: list[dict[str, Any]] = []
-        self.arrays: dict[str, np.ndarray] = {}
-        self.shape_error = ""
-        self.shapes = self._inferred_shapes(proto)
-        self.squeezed = False  # after GlobalAveragePool: barenet holds (N, C), ONNX (N, C, 1, 1)
-        self.dtype = "float32"
-        self.opset = 0
-
-    def fail(self, message: str) -> ModelFileError:
-        return ModelFileError(f"{self.path}: {message}")
-
-    def _inferred_shapes(self, proto: Any) -> dict[str, list[int | None]]:
-        """Every tensor's shape that ONNX shape inference finds (None for unknown axes).
-        Shapes that do not fit together are reported once every node is known to be one
-        barenet reads, so an unsupported node is named first."""
-        try:
-            inferred = self.onnx.shape_inference.infer_shapes(proto, strict_mode=True).graph
-        except Exception as e:  # onnx raises several kinds
-            self.shape_error = " ".join(str(e).split())[:300]
-            return {}
-        shapes = {}
-        for info in [*inferred.input, *inferred.value_info, *inferred.output]:
-            t = info.type.tensor_type
-            if t.HasField("shape"):
-                shapes[info.name] = [
-                    d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim
-                ]
-        return shapes
-
-    def array(self, tensor: Any) -> np.ndarray:
-        from onnx import numpy_helper
-
-        if tensor.data_location == self.onnx.TensorProto.EXTERNAL:
-            raise self.fail(f"tensor {tensor.name!r} keeps its data in another file; not read")
-        count = math.prod(tensor.dims)
-        if any(d < 0 for d in tensor.dims) or count > MAX_ELEMENTS:
-            raise self.fail(
-                f"tensor {tensor.name!r} has a bad or too large shape {list(tensor.dims)}"
-            )
-        try:
-            return numpy_helper.to_array(tensor)
-        except (ValueError, TypeError) as e:
-            raise self.fail(f"tensor {tensor.name!r} cannot be read ({e})") from None
-
-    def const(self, node: Any, index: int, default: np.ndarray | None = None) -> np.ndarray:
-        name = node.input[index] if index < len(node.input) else ""
-        if not name:
-            if default is None:
-                raise self.fail(f"{self.describe(node)} lacks input {index}")
-            return default
-        if name not in self.consts:
-            raise self.fail(f"{self.describe(node)} reads {name!r}, which is not a constant")
-        return self.consts[name]
-
-    @staticmethod
-    def describe(node: Any) -> str:
-        return f"node {node.name or '(unnamed)'!r} ({node.op_type})"
-
-    def add(self, layer_class: type[Layer], config: dict[str, Any], **arrays: np.ndarray) -> None:
-        i = len(self.specs)
-        if self.dtype != "float32" and layer_class in (Dense, Conv2D, BatchNorm):
-            config["dtype"] = self.dtype
-        self.specs.append({"class": layer_class.__name__, "config": config})
-        for name, value in arrays.items():
-            group = "state" if name.startswith("running_") else "param"
-            self.arrays[f"{group}/{i}/{name}"] = value
-
-    def rank(self, name: str) -> int | None:
-        shape = self.shapes.get(name)
-        return None if shape is None else len(shape)
-
-
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _read_gemm(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    if a.get("transA", 0):
-        raise r.fail(f"{r.describe(node)} transposes its input (transA); not supported")
-    w = r.const(node, 1)
-    if w.ndim != 2:
-        raise r.fail(f"{r.describe(node)} has a {w.ndim}-D weight")
-    w = w if a.get("transB", 0) else w.T
-    w = w * w.dtype.type(a.get("alpha", 1.0)) if a.get("alpha", 1.0) != 1.0 else w
-    out, features = w.shape
-    b = r.const(node, 2, np.zeros(out, dtype=w.dtype))
-    b = b * b.dtype.type(a.get("beta", 1.0)) if a.get("beta", 1.0) != 1.0 else b
-    if b.size not in (1, out) or b.ndim > 2:
-        raise r.fail(f"{r.describe(node)} has a bias of shape {list(b.shape)}, not ({out},)")
-    r.add(
-        Dense,
-        {"in_features": features, "out_features": out},
-        weight=np.ascontiguousarray(w),
-        bias=np.broadcast_to(b.reshape(-1), (out,)).copy(),
-    )
-
-
-def _read_matmul(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    w = r.const(node, 1)
-    if w.ndim != 2:
-        raise r.fail(f"{r.describe(node)} multiplies by a {w.ndim}-D constant")
-    r.add(
-        Dense,
-        {"in_features": w.shape[0], "out_features": w.shape[1]},
-        weight=np.ascontiguousarray(w.T),
-        bias=np.zeros(w.shape[1], dtype=w.dtype),
-    )
-
-
-def _read_add(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    """The bias of a MatMul just before (MatMul + Add is a Dense layer)."""
-    i = len(r.specs) - 1
-    key = f"param/{i}/bias"
-    names = [n for n in node.input if n in r.consts]
-    if i < 0 or r.specs[i]["class"] != "Dense" or len(names) != 1 or np.any(r.arrays[key]):
-        raise r.fail(f"{r.describe(node)} is not the bias of a MatMul before it; not supported")
-    b = r.consts[names[0]]
-    out = r.arrays[key].shape[0]
-    if b.size != out or b.ndim > 2:
-        raise r.fail(f"{r.describe(node)} adds a constant of shape {list(b.shape)}, not ({out},)")
-    r.arrays[key] = b.reshape(out).astype(b.dtype, copy=True)
-
-
-def _read_conv_padding(
-    r: _Reader, node: Any, a: dict[str, Any], kernel: tuple[int, int]
-) -> int | str:
-    kh, kw = kernel
-    stride = a.get("strides", [1, 1])
-    auto = _text(a.get("auto_pad", "NOTSET"))
-    same = ((kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2)  # ONNX order: begins, then ends
-    odd = kh % 2 == 1 and kw % 2 == 1
-    if auto == "VALID":
-        return 0
-    if auto in ("SAME_UPPER", "SAME_LOWER") and stride == [1, 1] and (auto == "SAME_UPPER" or odd):
-        return "same"
-    if auto != "NOTSET":
-        raise r.fail(f"{r.describe(node)} has auto_pad={auto} with strides {stride}; not supported")
-    pads = tuple(a.get("pads", [0, 0, 0, 0]))
-    equal = len(pads) == 4 and len(set(pads)) == 1
-    if stride == [1, 1] and pads == same and (not equal or "padding='same'" in node.doc_string):
-        return "same"
-    if equal:
-        return int(pads[0])
-    raise r.fail(
-        f"{r.describe(node)} pads {list(pads)} (top, left, bottom, right): barenet pads every "
-        "side alike, or as padding='same' at stride 1"
-    )
-
-
-def _read_conv(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    w = r.const(node, 1)
-    if w.ndim != 4:
-        raise r.fail(f"{r.describe(node)} is not a 2-D convolution (weight {list(w.shape)})")
-    if a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1])):
-        raise r.fail(f"{r.describe(node)} uses groups or dilation; not supported")
-    strides = a.get("strides", [1, 1])
-    if len(set(strides)) != 1:
-        raise r.fail(f"{r.describe(node)} has unequal strides {strides}; not supported")
-    kernel = (int(w.shape[2]), int(w.shape[3]))
-    padding = _read_conv_padding(r, node, a, kernel)
-    b = r.const(node, 2, np.zeros(w.shape[0], dtype=w.dtype))
-    config = {
-        "in_channels": int(w.shape[1]),
-        "out_channels": int(w.shape[0]),
-        "kernel_size": list(kernel),
-        "stride": int(strides[0]),
-        "padding": padding,
-    }
-    r.add(Conv2D, config, weight=w, bias=b.reshape(-1))
-
-
-def _read_pool(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    kernel = list(a.get("kernel_shape", []))
-    strides = list(a.get("strides", [1] * len(kernel)))
-    plain = (
-        len(kernel) == 2
-        and not any(a.get("pads", []))
-        and not a.get("ceil_mode", 0)
-        and all(d == 1 for d in a.get("dilations", [1, 1]))
-        and _text(a.get("auto_pad", "NOTSET")) in ("NOTSET", "VALID")
-        and a.get("storage_order", 0) == 0
-        and len([o for o in node.output if o]) == 1
-    )
-    if not plain or (strides != kernel and len(set(strides)) != 1):
-        raise r.fail(
-            f"{r.describe(node)} with {a}: barenet pools 2-D windows without padding, "
-            "dilation or ceil_mode, with one stride for both axes"
-        )
-    layer = MaxPool2D if node.op_type == "MaxPool" else AvgPool2D
-    stride = strides[0] if strides != kernel or f"stride={strides[0]})" in node.doc_string else None
-    r.add(layer, {"kernel_size": kernel, "stride": stride})
-
-
-def _read_global_pool(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    r.add(GlobalAvgPool2D, {})
-    r.squeezed = True
-
-
-def _read_batchnorm(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    if a.get("training_mode", 0) or len([o for o in node.output if o]) != 1:
-        raise r.fail(f"{r.describe(node)} is in training mode; barenet reads the inference form")
-    weight, bias, mean, var = (r.const(node, k) for k in range(1, 5))
-    momentum = _float32_text(1.0 - _float32_text(a.get("momentum", 0.9)))
-    eps = _float32_text(a.get("epsilon", 1e-5))
-    config: dict[str, Any] = {"num_features": int(weight.size)}
-    if 0 < momentum <= 1 and momentum != 0.1:
-        config["momentum"] = momentum
-    if eps != 1e-5:
-        config["eps"] = eps
-    r.add(
-        BatchNorm,
-        config,
-        weight=weight.reshape(-1),
-        bias=bias.reshape(-1),
-        running_mean=mean.reshape(-1),
-        running_var=var.reshape(-1),
-    )
-
-
-def _read_softmax(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    rank = r.rank(node.input[0]) or 2
-    axis = a.get("axis", 1 if r.opset < 13 else -1)
-    if (axis + rank if axis < 0 else axis) != 1:
-        raise r.fail(
-            f"{r.describe(node)} over axis {axis} of a {rank}-D tensor; barenet's is axis 1"
-        )
-    r.add(Softmax, {})
-
-
-def _read_leaky(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    slope = _float32_text(a.get("alpha", 0.01))
-    if not 0 <= slope < 1:
-        raise r.fail(f"{r.describe(node)} has slope {slope}; barenet's LeakyReLU takes [0, 1)")
-    r.add(LeakyReLU, {"negative_slope": slope})
-
-
-def _read_flatten(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    if a.get("axis", 1) != 1:
-        raise r.fail(f"{r.describe(node)} flattens from axis {a['axis']}; barenet's from axis 1")
-    _rows(r)
-
-
-def _rows(r: _Reader) -> None:
-    if r.squeezed:  # GlobalAvgPool2D already gave (N, C)
-        r.squeezed = False
-    else:
-        r.add(Flatten, {})
-
-
-def _read_reshape(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    """A Reshape to (N, features) is a Flatten."""
-    shape = [int(d) for d in r.const(node, 1).reshape(-1)]
-    before = r.shapes.get(node.input[0]) or []
-    rest = math.prod(d or 0 for d in before[1:]) if len(before) > 1 else 0
-    flattens = len(shape) == 2 and (
-        (shape[0] == 0 and shape[1] in (-1, rest))
-        or (shape[0] == -1 and shape[1] == rest > 0)
-        or (shape[0] == (before[0] if before else None) and shape[1] in (-1, rest))
-    )
-    if not flattens:
-        raise r.fail(f"{r.describe(node)} to {shape} is not a flatten to (N, features)")
-    _rows(r)
-
-
-def _read_dropout(r: _Reader, node: Any, a: dict[str, Any]) -> None:
-    rate = float(r.const(node, 1, np.array(a.get("ratio", 0.5))))
-    training = bool(r.const(node, 2, np.array(False)))
-    if training or not 0 <= rate < 1:
-        raise r.fail(f"{r.describe(node)} is in training mode or has rate {rate}")
-    r.add(Dropout, {"rate": _float32_text(rate)})
-
-
-_IMPORTERS: dict[str, Callable[[_Reader, Any, dict[str, Any]], None]] = {
-    "Gemm": _read_gemm,
-    "MatMul": _read_matmul,
-    "Add": _read_add,
-    "Conv": _read_conv,
-    "MaxPool": _read_pool,
-    "AveragePool": _read_pool,
-    "GlobalAveragePool": _read_global_pool,
-    "BatchNormalization": _read_batchnorm,
-    "Relu": lambda r, node, a: r.add(ReLU, {}),
-    "LeakyRelu": _read_leaky,
-    "Sigmoid": lambda r, node, a: r.add(Sigmoid, {}),
-    "Tanh": lambda r, node, a: r.add(Tanh, {}),
-    "Softmax": _read_softmax,
-    "Flatten": _read_flatten,
-    "Reshape": _read_reshape,
-    "Dropout": _read_dropout,
-    "Identity": lambda r, node, a: None,
-}
-
-
-def _parse(onnx: Any, path: Path) -> Any:
-    from google.protobuf.message import DecodeError
-
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ModelFileError(f"{path}: {size:,} bytes is more than an ONNX model barenet reads")
-    try:
-        proto = onnx.ModelProto.FromString(path.read_bytes())
-        onnx.checker.check_model(proto)
-    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as e:
-        reason = " ".join(str(e).split())[:200]
-        raise ModelFileError(f"{path}: not a readable ONNX model ({reason})") from None
-    return proto
-
-
-def read_onnx(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The config and named arrays of the ONNX model at ``path``, in the form of a barenet
-    model file (see ``barenet.io``); ``ModelFileError`` names the first node barenet
-    cannot represent."""
-    onnx = _onnx("ONNX import")
-    path = Path(path)
-    proto = _parse(onnx, path)
-    graph = proto.graph
-    if len(graph.node) > MAX_NODES:
-        raise ModelFileError(f"{path}: {len(graph.node):,} nodes, more than barenet reads")
-    r = _Reader(onnx, path, proto)
-    r.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    for tensor in graph.initializer:
-        r.consts[tensor.name] = r.array(tensor)
-    inputs = [i for i in graph.input if i.name not in r.consts]
-    if len(inputs) != 1 or len(graph.output) != 1:
-        raise r.fail(
-            f"barenet reads graphs of one input and one output, not {len(inputs)} and "
-            f"{len(graph.output)}"
-        )
-    elem = inputs[0].type.tensor_type.elem_type
-    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
-        raise r.fail(f"the input is {onnx.TensorProto.DataType.Name(elem)}; barenet reads float")
-    r.dtype = "float32" if elem == onnx.TensorProto.FLOAT else "float64"
-    current = inputs[0].name
-    for node in graph.node:
-        a = _attrs(node)
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and "value" in a:
-            r.consts[node.output[0]] = r.array(a["value"])
+def _translate(g: _Graph, model: Sequential) -> str | None:
+    """Add a node (or two) per layer to ``g``, then the activation ``predict_proba`` applies
+    to logits, if any (returned: "Softmax", "Sigmoid" or None); the last node's output is
+    named ``output``."""
+    x = "input"
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Dropout):
             continue
-        if node.op_type == "Identity" and node.input[0] in r.consts:
-            r.consts[node.output[0]] = r.consts[node.input[0]]
-            continue
-        importer = _IMPORTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if importer is None:
-            raise r.fail(
-                f"{r.describe(node)} has no barenet counterpart; barenet reads "
-                f"{', '.join(sorted(_IMPORTERS))}"
+        exporter = _EXPORTERS.get(type(layer))
+        if exporter is None:
+            raise ArgumentError(
+                f"layer {i} ({type(layer).__name__}) has no ONNX counterpart; ONNX export "
+                f"supports {', '.join(sorted(t.__name__ for t in _EXPORTERS))} and Dropout"
             )
-        data = [name for name in node.input if name and name not in r.consts]
-        if data != [current]:
-            raise r.fail(
-                f"{r.describe(node)} reads {data}, not just {current!r}: barenet reads a plain "
-                "chain of layers"
-            )
-        if r.squeezed and node.op_type not in ("Flatten", "Reshape"):
-            raise r.fail(f"{r.describe(node)} follows GlobalAveragePool; barenet needs a Flatten")
-        importer(r, node, a)
-        current = node.output[0]
-    if current != graph.output[0].name or r.squeezed:
-        raise r.fail(f"the graph's output {graph.output[0].name!r} is not the end of its chain")
-    if r.shape_error:
-        raise r.fail(f"the graph's shapes do not fit together ({r.shape_error})")
-    config = _config(r, inputs[0], {p.key: p.value for p in proto.metadata_props})
-    return io.check_config(path, config), r.arrays
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _config(r: _Reader, graph_input: Any, props: dict[str, str]) -> dict[str, Any]:
-    """A barenet model config: the layers read from the graph; the loss, optimizer, input
-    shape and metadata from what barenet wrote into ``metadata_props``, if it did."""
-    config: dict[str, Any] = {}
-    if props.get("barenet.format") == _FORMAT:
-        activation = props.get("barenet.output_activation")
-        if activation:
-            if not r.specs or r.specs[-1]["class"] != activation:
-                raise r.fail(f"the graph does not end with the {activation} its metadata names")
-            r.specs.pop()  # predict_proba applies it again
-        try:
-            stored = json.loads(props.get("barenet.config", "{}"), parse_constant=_no_constant)
-            metadata = json.loads(props.get("barenet.metadata", "{}"), parse_constant=_no_constant)
-        except (ValueError, RecursionError) as e:
-            raise r.fail(f"barenet's metadata in the file is not valid JSON ({e})") from None
-        if not isinstance(stored, dict):
-            raise r.fail("barenet's config in the file is not a JSON object")
-        config.update(stored, metadata=metadata)
+        x = exporter(g, layer, x, f"{i}_{type(layer).__name__}")
+    activation = None
+    if model.loss is not None and model.loss.from_logits and not model._fused():
+        activation = {"multiclass": "Softmax", "binary": "Sigmoid"}.get(model.loss.kind)
+        if activation:  # what predict_proba applies to the logits
+            attrs: dict[str, Any] = {"axis": 1} if activation == "Softmax" else {}
+            x = g.node(activation, [x], f"output_{activation.lower()}", **attrs)
+    if g.nodes:
+        g.nodes[-1].output[0] = "output"
     else:
-        dims = [
-            d.dim_value if d.HasField("dim_value") else None
-            for d in graph_input.type.tensor_type.shape.dim
-        ]
-        if len(dims) > 1 and all(dims[1:]):
-            config["input_shape"] = dims[1:]
-    config["layers"] = r.specs
-    config["format"], config["version"] = io.FORMAT, io.VERSION
-    return config
+        g.nodes.append(g.helper.make_node("Identity", ["input"], ["output"], name="identity"))
+    return activation
 
 
-def from_onnx(path: str | Path) -> Sequential:
-    """Load an ONNX model (written by ``to_onnx`` or an equivalent one from PyTorch) as a
-    ``Sequential``; ``bn.load_model("model.onnx")`` does the same."""
-    path = Path(path)
-    config, arrays = read_onnx(path)
-    infos = {name: io.ArrayInfo(a.shape, a.dtype) for name, a in arrays.items()}
-    io.check_arrays(path, config, infos)
-    return io.build_model(path, config, infos, arrays.__getitem__)
+def _props(model: Sequential, activation: str | None) -> dict[str, str]:
+    """The ``metadata_props``: barenet's format, output activation, config (less the
+    layers: the graph is the architecture) and metadata, and each metadata entry on its
+    own, readable by any ONNX tool."""
+    props = {"barenet.format": FORMAT}
+    if activation:
+        props["barenet.output_activation"] = activation
+    config = model.get_config()
+    del config["layers"]
+    props["barenet.config"] = _json("model config", config)
+    props["barenet.metadata"] = _json("model metadata", model.metadata)
+    for key, value in model.metadata.items():
+        props.setdefault(str(key), value if isinstance(value, str) else _json(key, value))
+    return props
+
+
+def _model_proto(
+    helper: Any, g: _Graph, model: Sequential, input_dims: list[int | str], opset: int
+) -> Any:
+    """The ModelProto of graph ``g``: one input of ``input_dims`` (batch axis first), one
+    output, in the model's dtype, for ``opset``."""
+    from barenet import __version__
+
+    elem = helper.np_dtype_to_tensor_dtype(model.dtype)
+    inputs = [helper.make_tensor_value_info("input", elem, input_dims)]
+    outputs = [helper.make_tensor_value_info("output", elem, None)]
+    doc = f"barenet {model!r}; input {'NCHW' if len(input_dims) == 4 else '(N, features)'}"
+    graph = helper.make_graph(g.nodes, "barenet", inputs, outputs, g.initializers, doc_string=doc)
+    return helper.make_model_gen_version(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="barenet",
+        producer_version=__version__,
+        doc_string=doc,
+    )
