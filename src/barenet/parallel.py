@@ -36,6 +36,7 @@ was measured is in BENCHMARKS.md ("Where the time goes: threads").
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -112,12 +113,18 @@ def configure(
     return previous
 
 
+@functools.cache
+def _splits(cls: type) -> bool:
+    """Whether layers of class ``cls`` are (or derive from) one of ``SPLITTING_LAYERS``:
+    asked once per class, since a model asks before every call to predict."""
+    return any(c.__name__ in SPLITTING_LAYERS for c in cls.__mro__)
+
+
 def threads_for(layers: Iterable[object]) -> AbstractContextManager[None]:
     """What a model of these layers runs inside while it trains, predicts or evaluates:
     ``blas_on_one_thread()`` when one of them is in ``SPLITTING_LAYERS``, else nothing."""
-    for layer in layers:
-        if any(c.__name__ in SPLITTING_LAYERS for c in type(layer).__mro__):
-            return blas_on_one_thread()
+    if any(_splits(type(layer)) for layer in layers):
+        return blas_on_one_thread()
     return nullcontext()
 
 
