@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe  # bench/ is on sys.path when a script here runs
 
 import barenet as bn
 from barenet.datasets import load, scale
@@ -238,32 +238,7 @@ def peak_rss(lib: str) -> float:
 
 
 def machine() -> dict:
-    from threadpoolctl import threadpool_info
-
-    blas = [
-        f"{i.get('internal_api')} {i.get('version')} {i.get('architecture', '')} "
-        f"({i.get('num_threads')} threads)"
-        for i in threadpool_info()
-        if i.get("user_api") == "blas" and "numpy" in i.get("filepath", "")
-    ]
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "date": time.strftime("%Y-%m-%d"),
-        "cpu": cpu,
-        "cores": len(__import__("os").sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "numpy_blas": blas,
-        "torch_threads": torch.get_num_threads(),
-    }
+    return {**describe(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 def main() -> None:

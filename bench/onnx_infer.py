@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,12 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from machine import describe as machine  # bench/ is on sys.path when a script here runs
 
 from barenet.datasets import load, scale
 from barenet.export import to_onnx
 from barenet.pretrained import PRETRAINED, load_pretrained
 
 BATCHES = (1, 256, 10_000)
+MARKDOWN = Path(__file__).parent / "results" / "onnx.md"
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
@@ -97,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = {
         "command": " ".join(["bench/onnx_infer.py", *(argv or sys.argv[1:])]),
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "machine": machine(),
         "onnxruntime": ort.__version__,
+        "threads": args.threads,
         "models": {},
     }
     print(f"{'model':<12} {'batch':>6} {'barenet img/s':>14} {'ORT img/s':>12} {'ratio':>6}")
@@ -115,7 +117,43 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<12} max |p_barenet - p_onnxruntime| = {r['max_abs_difference']:.2e}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    MARKDOWN.write_text(markdown(results))
+    print(f"wrote {MARKDOWN}")
     return 0
+
+
+def markdown(results: dict) -> str:
+    """The section bench/report.py puts into BENCHMARKS.md."""
+    m = results["machine"]
+    blas = "; ".join(m["numpy_blas"])
+    lines = [
+        "## Inference: barenet vs ONNX Runtime",
+        "",
+        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
+        f"NumPy {m['numpy']} ({blas}), ONNX Runtime {results['onnxruntime']} "
+        f"(CPUExecutionProvider, {results['threads']} threads). Command: "
+        f"`.venv/bin/python {results['command']}`.",
+        "",
+        "Each shipped network is exported with `barenet.export.to_onnx` and both run the "
+        "10,000 test images (batch 1: the first images, one call each); the two take turns "
+        "within each round, the first round dropped. Images per second, medians with "
+        "min–max; the ratio is barenet / ONNX Runtime taken round by round (higher is "
+        "faster). Both give the same probabilities to the difference shown.",
+        "",
+        "| network | batch | barenet img/s | ONNX Runtime img/s | ratio | max abs difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results["models"].items():
+        for batch in BATCHES:
+            row = r[f"batch{batch}"]
+            b, o, q = row["barenet"], row["onnxruntime"], row["ratio"]
+            lines.append(
+                f"| {name} | {batch:,} | {b['median']:,.0f} ({b['min']:,.0f}–{b['max']:,.0f}) "
+                f"| {o['median']:,.0f} ({o['min']:,.0f}–{o['max']:,.0f}) "
+                f"| **{q['median']:.2f}x** ({q['min']:.2f}–{q['max']:.2f}) "
+                f"| {r['max_abs_difference']:.1e} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
