@@ -120,7 +120,7 @@ def _splits(cls: type) -> bool:
     return any(c.__name__ in SPLITTING_LAYERS for c in cls.__mro__)
 
 
-def threads_for(layers: Iterable[object]) -> AbstractContextManager[None]:
+def threads_for(layers: Iterable[Any]) -> AbstractContextManager[None]:
     """What a model of these layers runs inside while it trains, predicts or evaluates:
     ``blas_on_one_thread()`` when one of them is in ``SPLITTING_LAYERS``, else nothing."""
     if any(_splits(type(layer)) for layer in layers):
