@@ -36,7 +36,6 @@ was measured is in BENCHMARKS.md ("Where the time goes: threads").
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import threading
@@ -113,11 +112,16 @@ def configure(
     return previous
 
 
-@functools.cache
+_SPLITS: dict[type, bool] = {}
+
+
 def _splits(cls: type) -> bool:
     """Whether layers of class ``cls`` are (or derive from) one of ``SPLITTING_LAYERS``:
-    asked once per class, since a model asks before every call to predict."""
-    return any(c.__name__ in SPLITTING_LAYERS for c in cls.__mro__)
+    worked out once per class, since a model asks before every call to predict."""
+    known = _SPLITS.get(cls)
+    if known is None:
+        known = _SPLITS[cls] = any(c.__name__ in SPLITTING_LAYERS for c in cls.__mro__)
+    return known
 
 
 def threads_for(layers: Iterable[Any]) -> AbstractContextManager[None]:
