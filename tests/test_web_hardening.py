@@ -34,7 +34,7 @@ from barenet.errors import ArgumentError, DatasetError
 from barenet.layers import Dense, Flatten
 from barenet.model import Sequential
 from barenet.web import allowed_hosts
-from barenet.web import app as web_app
+from barenet.web import reading as web_reading
 from barenet.web.app import MAX_BODY, STATIC, create_app
 from barenet.web.guard import SECURITY_HEADERS, Guard
 from barenet.web.training import LIMITS, UPDATE_COST, Trainer, TrainSettings, local_dataset
@@ -358,7 +358,7 @@ def test_at_most_a_few_pictures_are_decoded_at_once(client, monkeypatch):
         picture[5:35, 18:22] = 0
         return picture
 
-    monkeypatch.setattr(web_app, "decode_image", decode)
+    monkeypatch.setattr(web_reading, "decode_image", decode)
     url = png_url(b"decoded by the stand-in")
     statuses: list[int] = []
     threads = [
@@ -374,7 +374,7 @@ def test_at_most_a_few_pictures_are_decoded_at_once(client, monkeypatch):
     for t in threads:
         t.join(60)
     assert statuses == [200] * 8
-    assert 1 <= most[0] <= web_app.DECODERS
+    assert 1 <= most[0] <= web_reading.DECODERS
 
 
 # ---- datasets: never fetched for a request --------------------------------------------------
