@@ -6,10 +6,11 @@ The convention, kept simple on purpose (the runner is ``docs/tour/build.py``, wh
 * every fenced ```python block of a chapter runs, in order, in one namespace per
   chapter, inside ``tmp_path``; figures go to ``tmp_path / "img"`` (through the
   ``BARENET_TOUR_IMG`` variable the chapters read), never over the committed ones;
-* a number quoted in the prose is written as an inline check in backticks,
-  ``EXPR ≈ VALUE ± TOL`` (for example ``test_acc ≈ 0.97 ± 0.01``; a ``%`` after a number
-  divides it by 100). ``EXPR`` is evaluated after the blocks above it ran; a value
-  outside the stated tolerance fails the chapter;
+* a number quoted in the prose is followed by an HTML comment that checks it, hidden
+  from the reader: ``97.5%<!-- check: test_acc ± 0.4% -->`` (also ``EXPR -->`` for
+  equal, ``EXPR < -->`` / ``EXPR > -->`` for below / above). ``EXPR`` is evaluated
+  after the blocks above it ran and compared with the number written just before the
+  comment (a ``%`` divides it by 100); a number the code does not give fails the chapter;
 * every figure a chapter shows (``![...](img/NAME.png)``) must be written by its code,
   and must be committed in ``docs/tour/img/`` and small (< 100 KB).
 
@@ -20,7 +21,6 @@ seconds on a busy 2-core CPU (BLAS on one thread, see ``docs/tour/build.py``).
 from __future__ import annotations
 
 import importlib.util
-import re
 import sys
 from pathlib import Path
 
@@ -58,13 +58,15 @@ def test_chapter_runs_and_its_numbers_hold(path, tmp_path):
         assert committed.stat().st_size < 100_000, f"{committed} is over 100 KB"
 
 
-def test_every_chapter_quotes_checked_numbers():
+def test_every_chapter_quotes_checked_numbers_in_the_current_form():
     for path in CHAPTERS:
         text = path.read_text(encoding="utf-8")
         assert build.CHECK.search(text), f"{path.name} quotes no checked number"
-        # A check that does not parse (say a missing ±) would silently be prose.
-        for code in re.findall(r"`([^`\n]*≈[^`\n]*)`", text):
-            assert build.CHECK.fullmatch(f"`{code}`"), f"{path.name}: malformed check `{code}`"
+        # A check in the old form, or one that does not parse, would silently be prose.
+        assert not build.OLD_CHECK.search(text), f"{path.name} has an old-form check"
+        starts = {m.start() for m in build.CHECK_START.finditer(text)}
+        parsed = {m.end("pct") for m in build.CHECK.finditer(text)}
+        assert starts == parsed, f"{path.name}: a check comment does not parse"
 
 
 # ---- the runner itself: each of these must fail when the convention is broken ----------
@@ -76,23 +78,56 @@ def run(text, tmp_path):
 
 def test_a_check_that_holds_passes_and_percent_means_hundredths(tmp_path):
     text = (
-        "```python\nacc = 0.971\n```\n\nIt is 97% (`acc ≈ 97% ± 0.5%`), `acc * 2 ≈ 1.94 ± 0.01`.\n"
+        "```python\nacc = 0.971\nn = 101770\n```\n\n"
+        "It is 97%<!-- check: acc ± 0.5% -->, twice is 1.94<!-- check: acc * 2 ± 0.01 -->,\n"
+        "with 101,770<!-- check: n --> weights, below 1e-3<!-- check: acc - 0.971 < --> apart,\n"
+        "above −1<!-- check: -acc > -->.\n"
     )
     result = run(text, tmp_path)
-    assert [(c.expected, c.tolerance, c.got) for c in result.checks] == [
-        (0.97, 0.005, 0.971),
-        (1.94, 0.01, 1.942),
+    assert [(c.line, c.op, c.expected, c.tolerance, c.got) for c in result.checks] == [
+        (6, "±", 0.97, 0.005, 0.971),
+        (6, "±", 1.94, 0.01, 1.942),
+        (7, "=", 101770, 0.0, 101770),
+        (7, "<", 1e-3, 0.0, 0.0),
+        (8, ">", -1, 0.0, -0.971),
     ]
 
 
-def test_a_number_the_code_does_not_give_fails(tmp_path):
-    text = "```python\nacc = 0.90\n```\n\nAbout `acc ≈ 0.97 ± 0.01`.\n"
-    with pytest.raises(build.TourError, match=r"chapter.md:5: `acc ≈ 0.97 ± 0.01` does not hold"):
+@pytest.mark.parametrize(
+    ("prose", "message"),
+    [
+        ("About 0.97<!-- check: acc ± 0.01 -->.", r"chapter.md:5: 0.97 \(check: acc ± 0.01\) does"),
+        ("About 97%<!-- check: acc ± 1% -->.", r"97% \(check: acc ± 0.01\) does not hold"),
+        ("Exactly 0.9<!-- check: acc + 1e-9 -->.", r"0.9 \(check: acc \+ 1e-9 equals it\)"),
+        ("Below 0.8<!-- check: acc < -->.", r"0.8 \(check: acc < 0.8\) does not hold"),
+        ("Above 0.95<!-- check: acc > -->.", r"does not hold: the code gives 0.9$"),
+    ],
+)
+def test_a_number_the_code_does_not_give_fails(tmp_path, prose, message):
+    text = f"```python\nacc = 0.90\n```\n\n{prose}\n"
+    with pytest.raises(build.TourError, match=message):
+        run(text, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("prose", "message"),
+    [
+        ("About `acc ≈ 0.9 ± 0.1`.", "old form of a check"),
+        ("About 0.9 <!-- check: acc ± 0.1 -->.", "does not parse"),
+        ("About <!-- check: acc ± 0.1 -->.", "does not parse"),
+        ("About 0.9<!-- check: acc ± -->.", "does not parse"),
+        ("About 90%<!-- check: acc ± 1 -->.", "both in % or neither"),
+        ("About 0.9<!-- check: acc ± 1% -->.", "both in % or neither"),
+    ],
+)
+def test_a_check_that_does_not_parse_fails_instead_of_becoming_prose(tmp_path, prose, message):
+    text = f"```python\nacc = 0.90\n```\n\n{prose}\n"
+    with pytest.raises(build.TourError, match=message):
         run(text, tmp_path)
 
 
 def test_a_check_before_the_code_that_computes_it_fails(tmp_path):
-    text = "It is `acc ≈ 0.9 ± 0.1`.\n\n```python\nacc = 0.9\n```\n"
+    text = "It is 0.9<!-- check: acc ± 0.1 -->.\n\n```python\nacc = 0.9\n```\n"
     with pytest.raises(build.TourError, match="cannot be evaluated"):
         run(text, tmp_path)
 
@@ -104,7 +139,7 @@ def test_a_failing_block_names_its_line_and_blocks_share_one_namespace(tmp_path)
 
 
 def test_code_in_other_fences_neither_runs_nor_counts_as_a_check(tmp_path):
-    text = "```text\nraise SystemExit\n`acc ≈ 1 ± 0`\n```\n\n```python\nacc = 0.5\n```\n"
+    text = "```text\nraise SystemExit\n1<!-- check: acc -->\n```\n\n```python\nacc = 0.5\n```\n"
     result = run(text, tmp_path)
     assert (result.blocks, result.checks) == (1, [])
 
