@@ -26,7 +26,7 @@ from barenet import architectures, optim, plots, report
 from barenet.augment import shift_images
 from barenet.callbacks import Callback, History
 from barenet.datasets import load, scale
-from barenet.datasets.specs import get_spec
+from barenet.datasets.specs import DatasetSpec, get_spec
 from barenet.errors import ArgumentError, check_int
 from barenet.files import atomic_write
 from barenet.metrics import classification_report, confusion_matrix
@@ -56,6 +56,8 @@ __all__ = [
     "random_shift",
     "run",
 ]
+
+_Split = tuple[np.ndarray, np.ndarray]  # images and their labels
 
 
 @dataclass
@@ -168,26 +170,10 @@ def run(
     if out.exists() and not out.is_dir():
         raise ArgumentError(f"out must be a folder, but {out} is a file")
     spec = get_spec(options.dataset)
-    (x_train, y_train), (x_test, y_test) = load(spec.name, options.data_dir)
-    if options.limit is not None:
-        x_train, y_train = x_train[: options.limit], y_train[: options.limit]
-    (x, y), (x_val, y_val) = split_off(scale(x_train), y_train, options.val_split, "val_split")
-    log(f"{spec.title}: {len(x)} training, {len(x_val)} validation, {len(x_test)} test images")
+    (x, y), (x_val, y_val), (x_test, y_test) = _splits(options, spec, log)
     model = _model(options, x.shape[1:], len(spec.classes), math.ceil(len(x) / options.batch_size))
     start = time.perf_counter()
-    history = model.fit(
-        x,
-        y,
-        epochs=options.epochs,
-        batch_size=options.batch_size,
-        validation_data=(x_val, y_val),
-        seed=options.seed,
-        callbacks=[WeightAverage(options.average_last, options.epochs)]
-        if options.average_last > 1
-        else [],
-        verbose=verbose,
-        augment=random_shift(options.shift) if options.shift else None,
-    )
+    history = _fit(model, options, x, y, (x_val, y_val), verbose)
     seconds = time.perf_counter() - start
     val_accuracy = model.evaluate(x_val, y_val)["accuracy"]
 
@@ -215,6 +201,44 @@ def run(
     }
     _write_run(model, history, result, options, x_test, y_test, proba, log)
     return result
+
+
+def _splits(
+    options: TrainOptions, spec: DatasetSpec, log: Callable[[str], None]
+) -> tuple[_Split, _Split, _Split]:
+    """The dataset's training images (scaled, cut to ``options.limit``), the validation
+    part cut from their end, and the test images as stored (unscaled)."""
+    (x_train, y_train), (x_test, y_test) = load(spec.name, options.data_dir)
+    if options.limit is not None:
+        x_train, y_train = x_train[: options.limit], y_train[: options.limit]
+    (x, y), (x_val, y_val) = split_off(scale(x_train), y_train, options.val_split, "val_split")
+    log(f"{spec.title}: {len(x)} training, {len(x_val)} validation, {len(x_test)} test images")
+    return (x, y), (x_val, y_val), (x_test, y_test)
+
+
+def _fit(
+    model: Sequential,
+    options: TrainOptions,
+    x: np.ndarray,
+    y: np.ndarray,
+    validation: _Split,
+    verbose: int | str,
+) -> History:
+    """Train ``model`` as ``options`` say, averaging the last epochs' weights and shifting
+    the images at random if they ask for it."""
+    return model.fit(
+        x,
+        y,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        validation_data=validation,
+        seed=options.seed,
+        callbacks=[WeightAverage(options.average_last, options.epochs)]
+        if options.average_last > 1
+        else [],
+        verbose=verbose,
+        augment=random_shift(options.shift) if options.shift else None,
+    )
 
 
 def _write_run(
