@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import barenet as bn
 from barenet import architectures, plots
 from barenet.errors import ArgumentError
 from barenet.io import load_model
@@ -45,6 +46,24 @@ def test_weight_average_keeps_the_mean_of_the_last_epochs():
         avg.on_epoch_end(epoch, {})
     avg.on_train_end({})
     np.testing.assert_allclose(model.get_weights(), (seen[1] + seen[2]) / 2)
+
+
+def test_weight_average_averages_batchnorm_statistics_with_the_weights():
+    """The averaged weights kept the last epoch's running statistics, which belong to
+    other weights."""
+    model = architectures.cnn((2,), (3,), dropout=0, input_shape=(4, 4), seed=0)
+    norm = next(layer for layer in model.layers if isinstance(layer, bn.BatchNorm))
+    avg = WeightAverage(2, total_epochs=3)
+    avg.model = model
+    means = []
+    for epoch in range(3):
+        norm.running_mean[...] = epoch + 1.0
+        norm.running_var[...] = 2.0 * (epoch + 1)
+        means.append(norm.running_mean.copy())
+        avg.on_epoch_end(epoch, {})
+    avg.on_train_end({})
+    np.testing.assert_allclose(norm.running_mean, (means[1] + means[2]) / 2)
+    np.testing.assert_allclose(norm.running_var, 5.0)
 
 
 def test_mlp_builder_shapes_and_errors():

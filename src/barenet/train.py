@@ -98,22 +98,35 @@ def random_shift(pixels: int) -> Callable[[np.ndarray, np.random.Generator], np.
 class WeightAverage(Callback):
     """At the end of training, set the weights to the mean of their values at the end of
     each of the last ``epochs`` epochs (a cheap ensemble of nearby solutions; the
-    averaged network is still one network)."""
+    averaged network is still one network). Layers' saved statistics (BatchNorm's running
+    mean and variance) are averaged over the same epochs, so they go with the weights."""
 
     def __init__(self, epochs: int, total_epochs: int) -> None:
         self.epochs, self.total = epochs, total_epochs
         self._sum: np.ndarray | None = None
+        self._state_sums: list[np.ndarray] = []
         self.count = 0
+
+    def _states(self) -> list[np.ndarray]:
+        return [a for layer in self.model.layers for a in layer.state().values()]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if epoch >= self.total - self.epochs:
             w = self.model.get_weights().astype(np.float64)
-            self._sum = w if self._sum is None else self._sum + w
+            states = [a.astype(np.float64) for a in self._states()]
+            if self._sum is None:
+                self._sum, self._state_sums = w, states
+            else:
+                self._sum += w
+                for total, a in zip(self._state_sums, states, strict=True):
+                    total += a
             self.count += 1
 
     def on_train_end(self, logs: dict[str, float]) -> None:
         if self._sum is not None:
             self.model.set_weights((self._sum / self.count).astype(self.model.dtype))
+            for a, total in zip(self._states(), self._state_sums, strict=True):
+                a[...] = total / self.count
 
 
 def _optimizer(o: TrainOptions, steps: int) -> optim.Optimizer:
