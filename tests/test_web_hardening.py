@@ -527,3 +527,23 @@ def test_no_request_makes_a_server_error(client, route, query, body, kind):
     if r.status_code >= 400 and path.startswith("/api"):
         assert r.json()["error"]
     client.post("/api/train/stop", json={})
+
+
+def test_event_streams_are_capped_and_counted_back(client):
+    """Each event stream holds a connection for as long as a run lasts; any number of them
+    could be opened before."""
+    from barenet.web.train_routes import MAX_STREAMS
+
+    run = {"dataset": "mnist", "hidden": [8], "epochs": 1, "samples": 200, "batch_size": 100}
+    assert client.post("/api/train", json=run, headers={"origin": BASE}).status_code == 202
+    app = client.app.state.barenet
+    assert app.streams == 0
+    ended = client.get("/api/train/events")  # read to the end: the run finishes
+    assert ended.status_code == 200 and "data:" in ended.text
+    assert app.streams == 0  # a finished stream leaves the count
+    app.streams = MAX_STREAMS
+    try:
+        refused = client.get("/api/train/events")
+    finally:
+        app.streams = 0
+    assert refused.status_code == 429 and "event streams are open" in refused.text

@@ -22,6 +22,7 @@ class App:
         self.trainer = trainer
         self.learned: str | None = None  # the name the latest trained network is served by
         self._learned_run = 0
+        self.streams = 0  # event streams open now (see train_routes.MAX_STREAMS)
 
     def take_learned(self) -> None:
         """Serve the network the latest finished Learn-page run trained, in memory, as

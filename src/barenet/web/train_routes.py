@@ -14,13 +14,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from barenet.web.reading import bad, json_body
-from barenet.web.state import state_of
+from barenet.web.state import App, state_of
 from barenet.web.training import TrainingRun, TrainSettings
 
-__all__ = ["HEARTBEAT", "POLL_SECONDS", "ROUTES"]
+__all__ = ["HEARTBEAT", "MAX_STREAMS", "POLL_SECONDS", "ROUTES"]
 
 POLL_SECONDS = 0.1  #: how often an event stream looks for new training events
 HEARTBEAT = 50  #: polls without news before the stream sends a comment line
+MAX_STREAMS = 16  #: event streams open at once; each holds a connection while a run lasts
 
 
 async def train_start(request: Request) -> Response:
@@ -58,26 +59,34 @@ async def train_events(request: Request) -> Response:
     run = state_of(request).trainer.current
     if run is None:
         raise bad("no training run has been started", 404)
+    app = state_of(request)
+    if app.streams >= MAX_STREAMS:
+        raise bad(f"{MAX_STREAMS} event streams are open already; close one and retry", 429)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_stream(run), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_stream(run, app), media_type="text/event-stream", headers=headers)
 
 
-async def _stream(run: TrainingRun) -> AsyncIterator[str]:
-    """``run``'s events as server-sent events, from the first, until it ends."""
+async def _stream(run: TrainingRun, app: App) -> AsyncIterator[str]:
+    """``run``'s events as server-sent events, from the first, until it ends (or the
+    client goes away); the stream leaves ``app``'s count when it closes."""
     seen, quiet = 0, 0
-    while True:
-        running = run.running
-        events = run.events_from(seen)
-        for event in events:
-            yield f"id: {seen}\ndata: {json.dumps(event)}\n\n"
-            seen += 1
-        if not running and not events:
-            return
-        quiet = 0 if events else quiet + 1
-        if quiet == HEARTBEAT:  # a comment line: keeps proxies and browsers patient
-            yield ": still training\n\n"
-            quiet = 0
-        await asyncio.sleep(POLL_SECONDS)
+    app.streams += 1  # counted while the body is sent: a stream never started never counts
+    try:
+        while True:
+            running = run.running
+            events = run.events_from(seen)
+            for event in events:
+                yield f"id: {seen}\ndata: {json.dumps(event)}\n\n"
+                seen += 1
+            if not running and not events:
+                return
+            quiet = 0 if events else quiet + 1
+            if quiet == HEARTBEAT:  # a comment line: keeps proxies and browsers patient
+                yield ": still training\n\n"
+                quiet = 0
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        app.streams -= 1
 
 
 ROUTES = [
