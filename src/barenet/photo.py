@@ -35,11 +35,11 @@ from barenet.optional import require
 __all__ = ["WORK_SIDE", "NoObjectError", "find_ink", "split_digits"]
 
 WORK_SIDE = 320  #: pictures are reduced (area averaging) to at most this many pixels a side
-MAX_SHADING = 0.6  #: a fitted paper surface varying more than this is not paper (see _paper)
 FIT_SIDE = 64  #: the paper is fitted on a copy reduced to at most this many pixels a side
 CONTRAST = 0.05  #: ink must differ from the paper by at least this (of full scale) ...
 SNR = 6.0  #: ... and by this many times the noise left after smoothing
 KEEP = 0.15  #: components at least this fraction of the largest one's ink are kept
+FAINT = 0.08  #: ink this bright (of the brightest) is kept where it joins a kept stroke
 
 
 class NoObjectError(ArgumentError):
@@ -113,12 +113,7 @@ def _paper(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xx = (full[1].ravel() + 0.5) / w - 0.5
     paper = np.ones((h, w), dtype=bool)
     paper[: sh * step, : sw * step] = np.kron(use.reshape(sh, sw), np.ones((step, step), bool))
-    surface = (_design(yy, xx, degree) @ coef).reshape(h, w)
-    if np.ptp(surface) > MAX_SHADING:  # no light varies so: the object filled the border
-        level = float(np.median(values[ring]))
-        spread = 3 * max(_robust_sigma(values[ring]), 1.0 / 255)
-        return np.full((h, w), level), np.abs(a - level) <= spread
-    return surface, paper
+    return (_design(yy, xx, degree) @ coef).reshape(h, w), paper
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -212,6 +207,10 @@ def find_ink(image: np.ndarray, *, fill: bool = False, what: str = "digit") -> n
     kept = np.isin(labels, 1 + np.flatnonzero(big))
     if fill:
         kept = ndimage.binary_fill_holes(kept)
+    else:  # hysteresis: faint strokes joined to the kept ink belong to it (a 9's thin loop)
+        faint = smooth > max(5 * floor, FAINT * peak)
+        faint &= ~_ruled_lines(faint)
+        kept = ndimage.binary_propagation(kept, mask=faint | kept, structure=np.ones((3, 3)))
     grow = max(1, round(short / 100))
     kept = ndimage.binary_dilation(kept, iterations=grow)
     # rounded so the fit's last bits (which depend on the BLAS kernels) change nothing
