@@ -14,8 +14,9 @@ The convention, kept simple on purpose (the runner is ``docs/tour/build.py``, wh
 * every figure a chapter shows (``![...](img/NAME.png)``) must be written by its code,
   and must be committed in ``docs/tour/img/`` and small (< 100 KB).
 
-The chapters train on documented subsets with few epochs, so this file runs in 20 to 40
-seconds on a busy 2-core CPU (BLAS on one thread, see ``docs/tour/build.py``).
+The chapters train on documented subsets or for few epochs, so this file runs in about a
+minute on a 2-core CPU (BLAS on one thread, see ``docs/tour/build.py``); chapter 9, which
+trains nine networks, takes about half of it.
 """
 
 from __future__ import annotations
