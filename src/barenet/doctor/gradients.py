@@ -9,14 +9,13 @@ when the layers after it pass a wrong gradient on.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
 from barenet.doctor.report import Finding, LayerRow
 from barenet.doctor.twins import layer_inputs, reseed
 from barenet.errors import ArgumentError
-from barenet.gradcheck import relative_error
+from barenet.gradcheck import central_differences, relative_error
 from barenet.layers import Layer
 
 #: Relative error above which a float64 gradient is called wrong (right ones give ~1e-9).
@@ -115,7 +114,7 @@ def check_layer(
         idx = rng.choice(a.size, size=min(samples, a.size), replace=False)
         a_scale = float(np.sqrt(np.mean(np.square(a)))) or 1.0
         eps = 1e-6 * max(a_scale, 1e-2)
-        numeric = _central_differences(flat, idx, eps, lambda: float(np.sum(forward() * r)))
+        numeric = central_differences(lambda: float(np.sum(forward() * r)), flat, idx, eps)
         errors[name] = _disagreement(analytic[name].reshape(-1)[idx], numeric, eps, magnitude)
         entries += len(idx)
     return max(errors.values(), default=0.0), errors, entries
@@ -140,23 +139,6 @@ def _analytic(layer: Layer, r: np.ndarray, shape: tuple[int, ...]) -> dict[str, 
         return None
     analytic.update({k: np.array(g, dtype=np.float64) for k, g in layer.grads.items()})
     return analytic
-
-
-def _central_differences(
-    flat: np.ndarray, idx: np.ndarray, eps: float, value: Callable[[], float]
-) -> np.ndarray:
-    """``(value(+eps) - value(-eps)) / 2 eps`` for each entry ``idx`` of ``flat``, which is
-    nudged in place and put back."""
-    numeric = np.empty(len(idx))
-    for k, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + eps
-        up = value()
-        flat[i] = old - eps
-        down = value()
-        flat[i] = old
-        numeric[k] = (up - down) / (2 * eps)
-    return numeric
 
 
 def _disagreement(exact: np.ndarray, numeric: np.ndarray, eps: float, magnitude: float) -> float:
