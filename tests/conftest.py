@@ -4,7 +4,8 @@
   once with ``OSError``, so a test cannot reach the internet, a private network or DNS by
   accident (the fetcher tests fake their servers on 127.0.0.1).
 * Under ``make test`` (``BARENET_STRICT_TESTS=1``) a skipped test fails the run: a missing
-  optional dependency (torch, Pillow, Playwright) must not turn a check into a silent pass.
+  optional dependency (torch, Pillow, Playwright) must not turn a check into a silent pass;
+  and hypothesis draws the same examples every run, so a failure can be repeated.
 
 The real datasets are read once per session from the local cache, which ``make test``
 fills with ``barenet data fetch`` before pytest starts.
@@ -17,12 +18,20 @@ import os
 import socket
 
 import pytest
+from hypothesis import settings
 
 from barenet.datasets.cache import read_cache
 from barenet.datasets.specs import FASHION, MNIST, DatasetSpec
 from barenet.errors import DatasetError
 
 STRICT = os.environ.get("BARENET_STRICT_TESTS") == "1"
+
+# Under make test (and so in CI) hypothesis draws the same examples every run: a red run
+# can be repeated, and a landing never depends on a lucky draw. Run pytest by hand to
+# explore new examples (and keep the ones that fail in .hypothesis/).
+settings.register_profile("repeatable", derandomize=True, database=None)
+if STRICT:
+    settings.load_profile("repeatable")
 
 # Files whose numbers depend on the arithmetic (accuracies reached, curves, repeated runs):
 # ``make test`` runs them a second time under another OpenBLAS kernel family.
