@@ -448,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"barenet: error: {_one_line(str(e))}")
         return USAGE_ERROR
     except OSError as e:  # e.g. a run folder that cannot be written
-        _err(f"barenet: error: {_one_line(str(e))}")
+        what = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        _err(f"barenet: error: {_one_line(what)}")
         return 1
     except SystemExit as e:  # --help and --version exit through argparse
         return e.code if isinstance(e.code, int) else 0
