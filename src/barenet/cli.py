@@ -45,6 +45,13 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: error: {message}")
 
 
+def _add_pretrained(p: argparse.ArgumentParser) -> None:
+    """``--pretrained NAME``: a shipped network instead of a model file."""
+    p.add_argument(
+        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
+    )
+
+
 def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
@@ -63,9 +70,7 @@ def _add_evaluate(sub: Any) -> None:
         help="accuracy, per-class report and confusion matrix of a model on its test set",
     )
     p.add_argument("model", nargs="?", help="a model file saved by barenet (model.npz)")
-    p.add_argument(
-        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
-    )
+    _add_pretrained(p)
     p.add_argument("--dataset", default=None, help="test set to use (default: the model's)")
     p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
 
@@ -79,9 +84,7 @@ def _add_predict(sub: Any) -> None:
         "barenet predict --pretrained NAME IMAGE...",
     )
     p.add_argument("paths", nargs="+", metavar="MODEL.npz IMAGE", help="model file, pictures")
-    p.add_argument(
-        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
-    )
+    _add_pretrained(p)
     p.add_argument("--top", type=int, default=3, help="classes to show (default %(default)s)")
     p.add_argument(
         "--show",
@@ -114,9 +117,7 @@ def _add_export(sub: Any) -> None:
         "barenet export --pretrained NAME OUT",
     )
     p.add_argument("paths", nargs="+", metavar="MODEL OUT", help="model file, output file")
-    p.add_argument(
-        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
-    )
+    _add_pretrained(p)
     p.add_argument("--opset", type=int, default=None, help="ONNX operator set (default 17)")
     p.add_argument(
         "--batch", default="dynamic", help="ONNX batch axis: dynamic (default) or a size"
@@ -134,9 +135,7 @@ def _add_doctor(sub: Any) -> None:
         "--pretrained NAME, or barenet doctor --script FILE.py (defining model, x and y).",
     )
     p.add_argument("model", nargs="?", help="a model file saved by barenet (model.npz)")
-    p.add_argument(
-        "--pretrained", choices=list(pretrained.PRETRAINED), help="use a shipped network"
-    )
+    _add_pretrained(p)
     p.add_argument("--script", help="a Python file that defines model, x and y")
     p.add_argument("--dataset", default=None, help="training set to take the batch from")
     p.add_argument("--data-dir", default=None, help="folder holding the IDX files, if any")
