@@ -21,8 +21,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PLUGINS = {
     "barenet.export",
     "barenet.interop",
-    "barenet.onnx_import",
-    "barenet.onnx_nodes",
     "barenet.safetensors_io",
     "barenet.web.app",
 }

@@ -1,4 +1,4 @@
-"""ONNX export: write a model as an ONNX graph (reading one back: ``barenet.onnx_import``).
+"""Write a model as an ONNX graph (reading one back: ``barenet.export.onnx_import``).
 
 Each layer becomes its ONNX operator: ``Dense`` -> ``Gemm`` (weight as stored, ``transB=1``),
 ``Conv2D`` -> ``Conv`` (explicit pads, so "same" with an even kernel pads one more row and
@@ -12,7 +12,7 @@ applies, so the graph's output is what ``predict_proba`` returns.
 The graph's input is ``(N, features)`` or NCHW float32 (float64 for a float64 model) with
 a dynamic batch axis ``N``; a model that reads (N, H, W) images takes (N, 1, H, W). The
 loss, optimizer settings, input shape and metadata (classes, preprocessing, ...) ride in
-``metadata_props``, so ``from_onnx`` (re-exported here) gives back the model that was
+``metadata_props``, so ``from_onnx`` gives back the model that was
 exported, less its dropout layers. The ``onnx`` package is imported only when a model is
 written.
 """
@@ -30,24 +30,17 @@ import numpy as np
 from barenet.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from barenet.conv import Conv2D
 from barenet.errors import ArgumentError, BarenetError, check_int
+from barenet.export.onnx_import import FORMAT
 from barenet.files import atomic_write
 from barenet.layers import Dense, Dropout, Flatten, Layer
 from barenet.normalization import BatchNorm
-from barenet.onnx_import import (  # noqa: F401  (the names this module has always offered)
-    FORMAT,
-    MAX_ELEMENTS,
-    MAX_FILE_BYTES,
-    MAX_NODES,
-    from_onnx,
-    read_onnx,
-)
 from barenet.optional import require
 from barenet.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 if TYPE_CHECKING:
     from barenet.model import Sequential
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "from_onnx", "read_onnx", "to_onnx"]
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "to_onnx"]
 
 #: Written unless asked otherwise: read by every ONNX Runtime of the last few years.
 DEFAULT_OPSET = 17

@@ -19,7 +19,7 @@ import numpy as np
 
 from barenet import io
 from barenet.errors import ModelFileError
-from barenet.onnx_nodes import IMPORTERS, MAX_ELEMENTS, Reader, attrs
+from barenet.export.onnx_nodes import IMPORTERS, MAX_ELEMENTS, Reader, attrs
 from barenet.optional import require
 
 if TYPE_CHECKING:

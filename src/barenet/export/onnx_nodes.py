@@ -1,5 +1,5 @@
 """ONNX nodes read as barenet layers: one function per operator, collecting each layer's
-class, config and arrays into a ``Reader`` as ``barenet.onnx_import`` walks the graph.
+class, config and arrays into a ``Reader`` as ``barenet.export.onnx_import`` walks the graph.
 
 Each refuses, naming the node, what barenet's layer cannot represent (transposed inputs,
 groups, dilation, uneven padding, training-mode nodes, ...). The ``onnx`` package is
