@@ -192,9 +192,7 @@ class EarlyStopping(_Monitor):
             if self.restore_best:
                 self._best_weights = self.model.get_weights()
                 # BatchNorm's running statistics belong with the weights they were made by
-                self._best_buffers = [
-                    {k: a.copy() for k, a in layer.state().items()} for layer in self.model.layers
-                ]
+                self._best_buffers = self.model.get_buffers()
         else:
             self.wait += 1
             if self.wait > self.patience:
@@ -204,9 +202,7 @@ class EarlyStopping(_Monitor):
     def on_train_end(self, logs: Logs) -> None:
         if self.restore_best and self._best_weights is not None:
             self.model.set_weights(self._best_weights)
-            for layer, saved in zip(self.model.layers, self._best_buffers, strict=True):
-                for k, a in layer.state().items():
-                    a[...] = saved[k]
+            self.model.set_buffers(self._best_buffers)
 
 
 class Checkpoint(_Monitor):

@@ -96,15 +96,13 @@ class TrainingState:
     def of(cls, model: Sequential, optimizer: Optimizer) -> TrainingState:
         return cls(
             weights=model.get_weights(),
-            buffers=[{k: a.copy() for k, a in layer.state().items()} for layer in model.layers],
+            buffers=model.get_buffers(),
             optimizer=optimizer.snapshot(),
         )
 
     def restore(self, model: Sequential, optimizer: Optimizer) -> None:
         model.set_weights(self.weights)
-        for layer, buffers in zip(model.layers, self.buffers, strict=True):
-            for name, a in layer.state().items():
-                a[...] = buffers[name]
+        model.set_buffers(self.buffers)
         optimizer.restore(self.optimizer)
 
 

@@ -169,6 +169,17 @@ class Sequential:
             raise ArgumentError(f"weights must have shape {flat.shape}, got {weights.shape}")
         flat[...] = weights
 
+    def get_buffers(self) -> list[dict[str, np.ndarray]]:
+        """A copy of every layer's non-trainable arrays (``Layer.state()``: BatchNorm's
+        running statistics), one dict per layer; they belong with the weights."""
+        return [{k: a.copy() for k, a in layer.state().items()} for layer in self.layers]
+
+    def set_buffers(self, buffers: list[dict[str, np.ndarray]]) -> None:
+        """Put back arrays made by ``get_buffers``, in place."""
+        for layer, saved in zip(self.layers, buffers, strict=True):
+            for k, a in layer.state().items():
+                a[...] = saved[k]
+
     @property
     def num_params(self) -> int:
         return sum(layer.num_params() for layer in self.layers)

@@ -88,14 +88,12 @@ def gradients(
     layers, loss_fn = path
     first = first_learner(layers)
     model._bind()
-    buffers = [{k: a.copy() for k, a in layer.state().items()} for layer in model.layers]
+    buffers = model.get_buffers()
     try:
         loss_fn.forward(_forward(layers, x, training), y)
         _backward(layers[first:], loss_fn)
     finally:
-        for layer, saved in zip(model.layers, buffers, strict=True):
-            for k, a in layer.state().items():
-                a[...] = saved[k]
+        model.set_buffers(buffers)
     return {
         f"{name}/{k}": g.copy()
         for name, layer in zip(layer_names(model.layers), model.layers, strict=True)
