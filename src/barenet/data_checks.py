@@ -30,6 +30,10 @@ __all__ = [
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 
+#: Inputs reaching beyond this (in absolute value) are called unscaled, by fit's warning
+#: and by the doctor alike: networks train best on inputs of about [-1, 1].
+UNSCALED = 10.0
+
 
 def user_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning issued by this function's caller point at
@@ -119,7 +123,7 @@ def warn_if_unscaled(dtype: np.dtype, x: np.ndarray) -> None:
         return
     sample = x[:10_000]
     peak = max(-float(sample.min()), float(sample.max()))  # max |x|, no temporary array
-    if peak > 10:
+    if peak > UNSCALED:
         warnings.warn(
             f"inputs reach |x| = {peak:.4g}; networks train best on inputs scaled to about "
             "[-1, 1] (e.g. pixels / 255, or standardised features)",

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from barenet.data_checks import UNSCALED
 from barenet.doctor.report import Finding
 
 
@@ -87,7 +88,7 @@ def check_inputs(x_raw: np.ndarray) -> list[Finding]:
     """A finding when the inputs are far from about [-1, 1] or not finite."""
     if np.issubdtype(x_raw.dtype, np.integer) or x_raw.dtype == np.bool_:
         peak = float(np.abs(x_raw).max()) if x_raw.size else 0.0
-        if peak > 10:
+        if peak > UNSCALED:
             return [
                 Finding(
                     "warning",
@@ -108,7 +109,7 @@ def check_inputs(x_raw: np.ndarray) -> list[Finding]:
             )
         ]
     peak = float(np.abs(x).max()) if x.size else 0.0
-    if peak > 10:
+    if peak > UNSCALED:
         return [
             Finding(
                 "warning",
