@@ -9,6 +9,7 @@ so an update is a few vector operations however many layers there are.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,7 @@ class Optimizer:
             raise ArgumentError("params changed shape since this optimizer's first step")
         if len(self._scratch) != len(params):
             self._scratch = [np.empty_like(p) for p in params]
-        lr = self.current_lr
+        lr = float(self.current_lr)  # a NumPy float64 would make float32 work run in float64
         self.iterations += 1
         for p, g, st, tmp in zip(params, grads, self.state, self._scratch, strict=True):
             if p.ndim == 0:
@@ -317,7 +318,7 @@ class Adam(Optimizer):
         v *= b2
         v += tmp
         # sqrt(v_hat) = s * sqrt(V) with s = sqrt((1 - b2) / (1 - b2**t))
-        s = np.sqrt((1 - b2) / (1 - b2**t))
+        s = math.sqrt((1 - b2) / (1 - b2**t))
         np.sqrt(v, out=tmp)
         tmp += self.eps / s
         np.divide(m, tmp, out=tmp)
