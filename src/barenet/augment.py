@@ -1,4 +1,5 @@
-"""On-the-fly image augmentation: random shifts, small rotations and mirror images.
+"""On-the-fly image augmentation: random shifts, small rotations, mirror images and
+erased rectangles.
 
 ``ImageAugment`` is an ``augment`` function for ``Sequential.fit``: every training batch
 is moved, turned and (optionally) mirrored at random, with the epoch's seeded generator,
@@ -10,7 +11,8 @@ All images of a batch are transformed at once (``warp``): for every output pixel
 source position is computed, and the value there read by bilinear interpolation from
 the four nearest pixels; positions outside the image read zeros (the background). Whole-
 pixel shifts alone (no rotation, no mirror) take ``shift_images``, which slices instead and
-gives the same images.
+gives the same images. ``random_erase`` blanks a random rectangle of some images (random
+erasing, Zhong et al. 2017), after the other transforms.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from barenet.errors import ArgumentError, check_int, check_range
 
-__all__ = ["ImageAugment", "shift_images", "warp"]
+__all__ = ["ImageAugment", "random_erase", "shift_images", "warp"]
 
 
 def warp(
@@ -119,6 +121,63 @@ def shift_images(x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return out
 
 
+def random_erase(
+    x: np.ndarray,
+    p: float,
+    rng: np.random.Generator,
+    *,
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    value: float = 0.0,
+) -> np.ndarray:
+    """Random erasing (Zhong et al. 2017), as torchvision's ``RandomErasing`` does it: with
+    probability ``p`` per image, set a random rectangle to ``value`` (0, the background of
+    images scaled to [0, 1]), in every channel.
+
+    The rectangle's area is a fraction of the image drawn from ``scale``, its aspect ratio
+    (height / width) log-uniform in ``ratio``; of 10 such draws the first that fits inside
+    the image is used, and an image where none fits is left as it was. All images are
+    drawn and erased at once; the same ``rng`` state gives the same result.
+
+    Parameters
+    ----------
+    x : array (N, H, W) or (N, C, H, W)
+    p : float in [0, 1]
+    rng : numpy Generator
+    scale : (low, high), fractions of the image's area in (0, 1]
+    ratio : (low, high), aspect ratios > 0
+
+    Returns
+    -------
+    A new array with the shape and dtype of ``x``; ``x`` is left as it was.
+    """
+    x = _as_images(x)[0]
+    check_range("p", p, "[0, 1]")
+    if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1] < np.inf):
+        raise ArgumentError(
+            f"scale must be 0 < low <= high <= 1 and ratio 0 < low <= high, got {scale!r} "
+            f"and {ratio!r}"
+        )
+    n, (h, w), tries = len(x), x.shape[-2:], 10
+    erased = rng.random(n) < p
+    area = h * w * rng.uniform(scale[0], scale[1], (n, tries))
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), (n, tries)))
+    heights = np.rint(np.sqrt(area * aspect)).astype(np.intp)
+    widths = np.rint(np.sqrt(area / aspect)).astype(np.intp)
+    fits = (heights < h) & (widths < w)
+    first, rows = fits.argmax(axis=1), np.arange(n)  # the first draw that fits
+    height = np.where(erased & fits.any(axis=1), heights[rows, first], 0)
+    width = widths[rows, first]
+    top = (rng.random(n) * (h - height + 1)).astype(np.intp)  # uniform in [0, h - height]
+    left = (rng.random(n) * (w - width + 1)).astype(np.intp)
+    r = np.arange(h)[None, :, None] - top[:, None, None]
+    c = np.arange(w)[None, None, :] - left[:, None, None]
+    inside = (r >= 0) & (r < height[:, None, None]) & (c >= 0) & (c < width[:, None, None])
+    if x.ndim == 4:
+        inside = inside[:, None]
+    return np.where(inside, np.asarray(value, dtype=x.dtype), x)
+
+
 class ImageAugment:
     """Random shifts, rotations and mirror images of image batches, for
     ``Sequential.fit(augment=...)``.
@@ -134,16 +193,22 @@ class ImageAugment:
     flip : bool
         Mirror each image left-right with probability 1/2 (right for clothes, wrong for
         digits).
+    erase : float in [0, 1]
+        Probability of blanking a random rectangle of each image (``random_erase``),
+        after the other transforms (default 0: never).
 
     ``augment(x, rng)`` returns a new batch; ``x`` is left as it was.
     """
 
-    def __init__(self, shift: int = 2, rotation: float = 10.0, *, flip: bool = False) -> None:
+    def __init__(
+        self, shift: int = 2, rotation: float = 10.0, *, flip: bool = False, erase: float = 0.0
+    ) -> None:
         self.shift = check_int("shift", shift, minimum=0)
         self.rotation = check_range("rotation", rotation, "[0, 180]")  # degrees
         if not isinstance(flip, bool):
             raise ArgumentError(f"flip must be True or False, got {flip!r}")
         self.flip = flip
+        self.erase = check_range("erase", erase, "[0, 1]")
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(x)
@@ -151,11 +216,15 @@ class ImageAugment:
         shifts = rng.integers(-self.shift, self.shift + 1, (n, 2))
         flips = rng.random(n) < 0.5 if self.flip else None
         if not self.rotation and flips is None:
-            return shift_images(x, shifts)  # the same images as warp, by slicing
-        return warp(x, angles, shifts, flips)
+            out = shift_images(x, shifts)  # the same images as warp, by slicing
+        else:
+            out = warp(x, angles, shifts, flips)
+        return random_erase(out, self.erase, rng) if self.erase else out
 
     def get_config(self) -> dict[str, Any]:
-        return {"shift": self.shift, "rotation": self.rotation, "flip": self.flip}
+        config = {"shift": self.shift, "rotation": self.rotation, "flip": self.flip}
+        return {**config, "erase": self.erase} if self.erase else config
 
     def __repr__(self) -> str:
-        return f"ImageAugment(shift={self.shift}, rotation={self.rotation}, flip={self.flip})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"ImageAugment({args})"
