@@ -12,6 +12,7 @@ loss it holds: a new loss is one subclass of ``Loss`` in one file.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any, ClassVar
 
 import numpy as np
@@ -329,12 +330,29 @@ _REGISTRY: dict[str, type[Loss]] = {
 }
 
 
-def get(loss: str | Loss) -> Loss:
-    """A loss by name ("cross_entropy", "binary_cross_entropy", "mse", "mae") or as given."""
+def get(loss: str | Loss, **config: Any) -> Loss:
+    """A loss by name ("cross_entropy", "binary_cross_entropy", "mse", "mae", or its class
+    name), built with ``config`` (``get("cross_entropy", label_smoothing=0.1)``); a ``Loss``
+    is returned as given."""
     if isinstance(loss, Loss):
+        if config:
+            raise ArgumentError(f"options {sorted(config)} are for a loss given by name")
         return loss
-    if isinstance(loss, str) and loss.lower() in _REGISTRY:
-        return _REGISTRY[loss.lower()]()
-    if isinstance(loss, str) and loss in {c.__name__ for c in _REGISTRY.values()}:
-        return next(c for c in _REGISTRY.values() if c.__name__ == loss)()
-    raise ArgumentError(f"loss must be a Loss or one of {', '.join(_REGISTRY)}; got {loss!r}")
+    cls: type[Loss] | None = None
+    if isinstance(loss, str):
+        cls = _REGISTRY.get(loss.lower())
+        cls = cls or next((c for c in _REGISTRY.values() if c.__name__ == loss), None)
+    if cls is None:
+        raise ArgumentError(f"loss must be a Loss or one of {', '.join(_REGISTRY)}; got {loss!r}")
+    known = [
+        name
+        for name, param in inspect.signature(cls.__init__).parameters.items()
+        if param.kind is param.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ArgumentError(
+            f"{cls.__name__} has no option {unknown[0]!r} (its options: "
+            f"{', '.join(known) or 'none'})"
+        )
+    return cls(**config)
