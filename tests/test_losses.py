@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import barenet as bn
 
@@ -17,7 +18,6 @@ def test_cross_entropy_worked_example():
 
 
 def test_cross_entropy_matches_torch_with_label_smoothing():
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     z = rng.standard_normal((8, 5))
     y = rng.integers(0, 5, 8)
@@ -29,8 +29,80 @@ def test_cross_entropy_matches_torch_with_label_smoothing():
     np.testing.assert_allclose(loss.backward(), tz.grad.numpy(), rtol=1e-10, atol=1e-15)
 
 
+SMOOTHING = [0.0, 0.01, 0.1, 0.3, 0.9]
+
+
+@pytest.mark.parametrize("eps", SMOOTHING)
+@pytest.mark.parametrize("one_hot", [False, True], ids=["ids", "probability rows"])
+def test_smoothed_cross_entropy_matches_torch(eps, one_hot):
+    """PyTorch's definition, q = (1 - eps) * y + eps / K, for class ids and for probability
+    rows (which PyTorch smooths the same way): loss and fused gradient (p - q) / N."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((16, 7)) * 4
+    y = rng.integers(0, 7, 16)
+    target = rng.dirichlet(np.ones(7), 16) if one_hot else y
+    tz = torch.from_numpy(z).requires_grad_()
+    ref = torch.nn.functional.cross_entropy(tz, torch.from_numpy(target), label_smoothing=eps)
+    ref.backward()
+    loss = bn.losses.get("cross_entropy", label_smoothing=eps)
+    assert loss.forward(z, target) == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), tz.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def _central_differences(loss, z, y, h=1e-6):
+    """d loss / d z by central differences, one entry at a time (float64)."""
+    grad = np.zeros_like(z)
+    for i in np.ndindex(z.shape):
+        up, down = z.copy(), z.copy()
+        up[i] += h
+        down[i] -= h
+        grad[i] = (loss.forward(up, y) - loss.forward(down, y)) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("eps", SMOOTHING)
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_smoothed_cross_entropy_gradient_by_finite_differences(eps, from_logits):
+    """Central differences in float64 agree with backward to 1e-6 (the differences' own
+    error: step 1e-6, probabilities kept above 0.01 so -q / p is smooth at that scale)."""
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((6, 5))
+    outputs = z if from_logits else bn.activations.softmax(z, axis=1)
+    assert outputs.min() > 0.01 or from_logits
+    y = rng.integers(0, 5, 6)
+    loss = bn.CrossEntropy(label_smoothing=eps, from_logits=from_logits)
+    loss.forward(outputs, y)
+    analytic = loss.backward()
+    numeric = _central_differences(loss, outputs, y)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_a_model_ending_in_softmax_trains_on_the_smoothed_fused_gradient():
+    """Dense + Softmax with CrossEntropy(label_smoothing): training skips the Softmax and
+    the loss keeps its smoothing on the logits, so the weights' gradient is PyTorch's."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((9, 3)), rng.integers(0, 4, 9)
+    model = bn.Sequential([bn.Dense(3, 4, dtype=np.float64, rng=0), bn.Softmax()])
+    model.compile(bn.CrossEntropy(label_smoothing=0.2), "sgd")
+    grads = model.gradients(x, y, training=False)
+    dense = model.layers[0].params
+    w = torch.from_numpy(dense["weight"].copy()).requires_grad_()
+    b = torch.from_numpy(dense["bias"].copy()).requires_grad_()
+    logits = torch.from_numpy(x) @ w.T + b
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y), label_smoothing=0.2).backward()
+    np.testing.assert_allclose(grads["dense_1/weight"], w.grad.numpy(), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(grads["dense_1/bias"], b.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_smoothing_is_saved_with_the_model(tmp_path):
+    model = bn.Sequential([bn.Flatten(), bn.Dense(4, 3)], seed=0)
+    model.compile(bn.losses.get("cross_entropy", label_smoothing=0.1), "adam")
+    loaded = bn.load_model(model.save(tmp_path / "m.npz"))
+    assert isinstance(loaded.loss, bn.CrossEntropy) and loaded.loss.label_smoothing == 0.1
+    assert loaded.get_config()["loss"] == model.get_config()["loss"]
+
+
 def test_bce_matches_torch():
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     z = rng.standard_normal((6, 3)) * 4
     y = rng.integers(0, 2, (6, 3)).astype(float)
@@ -92,6 +164,24 @@ def test_loss_registry():
         bn.losses.get("hinge")
     with pytest.raises(ValueError, match="label_smoothing"):
         bn.CrossEntropy(label_smoothing=1.5)
+
+
+def test_loss_registry_builds_a_loss_with_its_options():
+    smoothed = bn.losses.get("cross_entropy", label_smoothing=0.1)
+    assert repr(smoothed) == "CrossEntropy(label_smoothing=0.1)"
+    assert bn.losses.get("CrossEntropy", from_logits=False).from_logits is False
+    model = bn.Sequential([bn.Dense(2, 3)], seed=0)
+    model.compile("cross_entropy", "adam")  # by name, as before
+    assert repr(model.loss) == "CrossEntropy()"
+    for name, config, message in [
+        ("mse", {"label_smoothing": 0.1}, "MSE has no option 'label_smoothing'"),
+        ("cross_entropy", {"smoothing": 0.1}, "its options: label_smoothing, from_logits"),
+        ("cross_entropy", {"label_smoothing": 1.0}, r"label_smoothing must be .* \[0, 1\)"),
+    ]:
+        with pytest.raises(bn.ArgumentError, match=message):
+            bn.losses.get(name, **config)
+    with pytest.raises(bn.ArgumentError, match="for a loss given by name"):
+        bn.losses.get(smoothed, label_smoothing=0.2)
 
 
 def test_each_loss_says_what_outputs_mean():
