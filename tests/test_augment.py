@@ -1,13 +1,18 @@
-"""ImageAugment and warp: exact shifts, rotations and mirrors; seeded; usable by fit."""
+"""ImageAugment, warp and random_erase: exact shifts, rotations, mirrors and erased
+rectangles; seeded; usable by fit."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import barenet as bn
 from barenet import augment
-from barenet.augment import ImageAugment, shift_images, warp
+from barenet.augment import ImageAugment, random_erase, shift_images, warp
 from barenet.train import random_shift
 
 RNG = np.random.default_rng(0)
@@ -88,6 +93,8 @@ def test_augment_works_as_fit_hook():
         ({"shift": 1.5}, "shift must be an integer >= 0, got 1.5"),
         ({"rotation": 200}, r"rotation must be a number in \[0, 180\], got 200"),
         ({"flip": 1}, "flip must be True or False, got 1"),
+        ({"erase": 1.5}, r"erase must be a number in \[0, 1\], got 1.5"),
+        ({"erase": float("nan")}, "erase must be a number"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -130,3 +137,120 @@ def test_train_shift_draws_as_it_always_has(monkeypatch):
     out = random_shift(2)(x, np.random.default_rng(0))
     moved = [tuple(int(v) for v in np.argwhere(image)[0]) for image in out]
     assert moved == [(1, 5), (2, 5), (3, 5), (4, 1), (4, 2), (5, 1)]
+
+
+# ---- random erasing --------------------------------------------------------------------------
+def erased_rectangles(x: np.ndarray, out: np.ndarray) -> list[tuple[int, int, int, int] | None]:
+    """Per image, the (top, left, height, width) of the pixels that changed (all channels
+    alike), asserting that they fill that rectangle and read 0; None where none changed."""
+    changed = out != x
+    if x.ndim == 4:
+        assert np.array_equal(changed.any(axis=1), changed.all(axis=1))  # every channel
+        changed = changed[:, 0]
+    found = []
+    for image in changed:
+        rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+        if not len(rows):
+            found.append(None)
+            continue
+        box = np.zeros_like(image)
+        box[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
+        assert np.array_equal(image, box)  # one rectangle, all of it changed
+        found.append((int(rows[0]), int(cols[0]), len(rows), len(cols)))
+    assert np.all(out[out != x] == 0)
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    channels=st.sampled_from([None, 1, 3]),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    dtype=st.sampled_from([np.float32, np.float64, np.uint8]),
+    p=st.floats(0, 1),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_erase_blanks_at_most_one_rectangle_per_image(n, channels, h, w, dtype, p, seed):
+    shape = (n, h, w) if channels is None else (n, channels, h, w)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, 256, shape).astype(dtype)  # no zeros: every erased pixel changes
+    before = x.copy()
+    out = random_erase(x, p, np.random.default_rng(seed))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert np.array_equal(x, before)  # the input is left as it was
+    for rect in erased_rectangles(x, out):
+        if rect is not None:
+            height, width = rect[2:]
+            assert height < h and width < w  # torchvision's rule: strictly inside
+    np.testing.assert_array_equal(out, random_erase(x, p, np.random.default_rng(seed)))
+    np.testing.assert_array_equal(random_erase(x, 0.0, rng), x)  # p = 0 changes nothing
+
+
+def torchvision_rectangle(rng: np.random.Generator, h: int, w: int) -> tuple[int, int] | None:
+    """(height, width) as torchvision's ``RandomErasing.get_params`` draws them (scale
+    0.02-0.33, ratio 0.3-3.3, 10 tries), with NumPy's generator instead of torch's."""
+    for _ in range(10):
+        area = h * w * rng.uniform(0.02, 0.33)
+        aspect = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
+        eh, ew = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if eh < h and ew < w:
+            return eh, ew
+    return None
+
+
+def test_random_erase_draws_rectangles_as_torchvision_does():
+    """Sizes (area and aspect ratio), how often none fits, and where they are placed, for
+    28x28 images and for 3x30 ones (where none of the 10 draws fits in 1 image of 12),
+    against a per-image transcription of torchvision's algorithm, 4000 images each."""
+    for h, w in [(28, 28), (3, 30)]:
+        x = np.ones((4000, h, w), np.float32)
+        rects = erased_rectangles(x, random_erase(x, 1.0, np.random.default_rng(0)))
+        ref_rng = np.random.default_rng(1)
+        reference = [torchvision_rectangle(ref_rng, h, w) for _ in range(4000)]
+        ours = np.array([(r[2], r[3]) for r in rects if r is not None], float)
+        theirs = np.array([r for r in reference if r is not None], float)
+        assert abs(len(ours) - len(theirs)) < 100  # images with no rectangle that fits
+        areas = [s[:, 0] * s[:, 1] / (h * w) for s in (ours, theirs)]
+        aspects = [np.log(s[:, 0] / s[:, 1]) for s in (ours, theirs)]
+        for a, b in (areas, aspects):
+            assert abs(a.mean() - b.mean()) < 4 * np.hypot(a.std(), b.std()) / np.sqrt(len(a))
+            quantiles = [np.quantile(v, [0.1, 0.5, 0.9]) for v in (a, b)]
+            np.testing.assert_allclose(*quantiles, atol=0.1 * (b.max() - b.min()))
+        # every position a rectangle fits at is used, the corners among them
+        tops = np.array([r[0] + r[2] for r in rects if r is not None])  # bottom edges
+        assert min(r[0] for r in rects if r is not None) == 0 and tops.max() == h
+        assert min(r[1] for r in rects if r is not None) == 0
+        assert max(r[1] + r[3] for r in rects if r is not None) == w
+
+
+def test_random_erase_probability_and_errors():
+    x = np.ones((2000, 28, 28), np.float32)
+    erased = random_erase(x, 0.3, np.random.default_rng(2)).min(axis=(1, 2)) == 0
+    assert 0.27 < erased.mean() < 0.33  # 0.3 of the images (binomial sd 0.01)
+    with pytest.raises(bn.ArgumentError, match=r"p must be a number in \[0, 1\], got 2"):
+        random_erase(x, 2, np.random.default_rng(0))
+    with pytest.raises(bn.ArgumentError, match="scale must be"):
+        random_erase(x, 0.5, np.random.default_rng(0), scale=(0.5, 0.1))
+    with pytest.raises(bn.ArgumentError, match=r"x must be images"):
+        random_erase(np.ones((3, 4)), 0.5, np.random.default_rng(0))
+
+
+def test_augment_erases_after_the_other_transforms():
+    x = RNG.random((32, 10, 10), dtype=np.float32) + 0.5
+    plain, erasing = ImageAugment(0, 0, flip=True), ImageAugment(0, 0, flip=True, erase=1.0)
+    moved = plain(x, np.random.default_rng(3))
+    out = erasing(x, np.random.default_rng(3))  # the same draws, then the rectangles'
+    rects = erased_rectangles(moved, out)
+    assert sum(r is not None for r in rects) >= 30
+    np.testing.assert_array_equal(
+        ImageAugment(1, 5.0, erase=0.0)(x, np.random.default_rng(4)),
+        ImageAugment(1, 5.0)(x, np.random.default_rng(4)),
+    )
+    assert repr(erasing) == "ImageAugment(shift=0, rotation=0.0, flip=True, erase=1.0)"
+    assert ImageAugment(0, 0, erase=0.5)(np.ones((4, 3, 5, 5)), np.random.default_rng(0)).shape == (
+        4,
+        3,
+        5,
+        5,
+    )
