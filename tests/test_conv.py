@@ -276,3 +276,33 @@ def test_the_pooling_layers_are_found_where_they_always_were():
     for name in ("MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"):
         assert getattr(conv, name) is getattr(pooling, name) is getattr(bn, name)
         assert name in conv.__all__
+
+
+def test_cnn_pools_before_relu_and_computes_what_the_other_order_does():
+    """cnn() builds Conv, BatchNorm, MaxPool2D, ReLU; max pooling and ReLU commute, so
+    outputs and gradients equal those of Conv, BatchNorm, ReLU, MaxPool2D."""
+    model = cnn(channels=(4, 6), hidden=(8,), dropout=0.0, seed=0)
+    names = [type(layer).__name__ for layer in model.layers]
+    assert names[:8] == ["Conv2D", "BatchNorm", "MaxPool2D", "ReLU"] * 2
+    swapped = list(model.layers)
+    for i in (2, 6):
+        swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+    x = np.round(RNG.standard_normal((3, 1, 28, 28)), 1).astype(np.float32)
+    dy = RNG.standard_normal((3, 10)).astype(np.float32)
+
+    def run(layers):
+        out = x
+        for layer in layers:
+            out = layer.forward(out, training=True)
+        grad = dy
+        for layer in reversed(layers):
+            grad = layer.backward(grad)
+        return out, grad, [{k: g.copy() for k, g in m.grads.items()} for m in model.layers]
+
+    y, dx, grads = run(model.layers)
+    y_other, dx_other, grads_other = run(swapped)
+    np.testing.assert_array_equal(y_other, y)
+    np.testing.assert_array_equal(dx_other, dx)
+    for mine, theirs in zip(grads, grads_other, strict=True):
+        for k, g in mine.items():
+            np.testing.assert_array_equal(theirs[k], g)

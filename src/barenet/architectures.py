@@ -82,7 +82,9 @@ def cnn(
 ) -> Sequential:
     """A convolutional network: ``[Conv2D 3x3 'same', BatchNorm, ReLU]`` per entry of
     ``channels``, a 2x2 ``MaxPool2D`` closing each run of equal widths, then
-    ``Flatten, [Dense, ReLU, Dropout] * len(hidden), Dense``.
+    ``Flatten, [Dense, ReLU, Dropout] * len(hidden), Dense``. The pool comes before its
+    ReLU (Conv, BatchNorm, MaxPool2D, ReLU): the same function, as max pooling and ReLU
+    commute, for a quarter of the ReLU's work. Model files of the other order still load.
 
     The default, for 28x28 images: conv 32 - pool - conv 64 - pool - conv 128 - pool
     (128x3x3) - dense 128 - dense 10 (241,994 parameters).
@@ -114,13 +116,15 @@ def cnn(
     shape = tuple(input_shape) if len(input_shape) == 3 else (1, *input_shape)
     layers: list[Layer] = []
     for i, width in enumerate(widths):
-        layers += [Conv2D(shape[0], width, 3, padding="same"), BatchNorm(width), ReLU()]
+        layers += [Conv2D(shape[0], width, 3, padding="same"), BatchNorm(width)]
         shape = (width, *shape[1:])
         if i + 1 == len(widths) or widths[i + 1] != width:
             if min(shape[1:]) < 2:
                 raise ArgumentError(f"input_shape {input_shape!r} is too small for {widths!r}")
+            # Max pooling and ReLU commute exactly; pooling first leaves ReLU a quarter.
             layers.append(MaxPool2D(2))
             shape = (width, shape[1] // 2, shape[2] // 2)
+        layers.append(ReLU())
     layers.append(Flatten())
     fan_in = shape[0] * shape[1] * shape[2]
     return _with_head(layers, fan_in, dense, dropout, num_classes, seed, input_shape)
