@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 import barenet as bn
-from barenet import architectures, plots
+from barenet import architectures, plots, train
+from barenet.augment import ImageAugment
 from barenet.errors import ArgumentError
 from barenet.io import load_model
-from barenet.train import TrainOptions, WeightAverage, random_shift, run
+from barenet.train import TrainOptions, WeightAverage, count_params, random_shift, run
 
 
 def test_random_shift_moves_each_image_by_at_most_k_pixels():
@@ -140,3 +142,75 @@ def test_sgd_with_momentum_and_a_constant_rate(tmp_path, mnist):
     config = load_model(tmp_path / "model.npz").get_config()["optimizer"]
     assert config["class"] == "SGD"
     assert config["config"]["momentum"] == 0.9 and config["config"]["lr"] == 0.05
+
+
+# ---- the newer levers: augmentation, label smoothing, CNN widths, warm-up ----------------
+def test_augment_is_random_shift_for_shifts_alone_and_image_augment_otherwise():
+    """--shift alone keeps random_shift's draws (the shipped weights repeat only with
+    them); flip, rotate or erase go through ImageAugment, which draws differently."""
+    assert train._augment(TrainOptions()) is None
+    x = np.random.default_rng(2).random((40, 28, 28), dtype=np.float32)
+    shifted = train._augment(TrainOptions(shift=2))
+    np.testing.assert_array_equal(
+        shifted(x, np.random.default_rng(3)), random_shift(2)(x, np.random.default_rng(3))
+    )
+    for change, config in [
+        ({"flip": True}, {"flip": True}),
+        ({"rotate": 10.0}, {"rotation": 10.0}),
+        ({"erase": 0.5}, {"erase": 0.5}),
+    ]:
+        chosen = train._augment(TrainOptions(shift=1, **change))
+        assert isinstance(chosen, ImageAugment)
+        assert chosen.get_config() == {"shift": 1, "rotation": 0.0, "flip": False, **config}
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_warmup_rises_linearly_then_follows_the_schedule(schedule):
+    options = TrainOptions(lr=0.01, epochs=5, warmup=2, schedule=schedule)
+    lr = train._optimizer(options, batches=10).lr  # 50 steps, the first 20 warming up
+    assert isinstance(lr, bn.WarmUp) and lr.warmup_steps == 20
+    assert [lr(t) for t in (0, 9, 19)] == pytest.approx([0.0005, 0.005, 0.01])
+    if schedule == "cosine":  # cosine over the remaining 30 steps, to 0 at the end
+        assert [lr(t) for t in (20, 35, 50)] == pytest.approx([0.01, 0.005, 0.0], abs=1e-15)
+    else:
+        assert lr(20) == lr(49) == 0.01
+    plain = train._optimizer(TrainOptions(lr=0.01, epochs=5), batches=10).lr
+    assert isinstance(plain, bn.CosineDecay) and plain.total_steps == 50  # as before
+
+
+def test_a_run_with_every_new_lever_records_and_builds_what_it_was_given(tmp_path, fashion):
+    options = TrainOptions(
+        dataset="fashion",
+        model="cnn",
+        channels=(4, 8),
+        hidden=(16,),
+        epochs=2,
+        warmup=1,
+        limit=400,
+        batch_size=64,
+        shift=1,
+        flip=True,
+        rotate=10.0,
+        erase=0.5,
+        label_smoothing=0.1,
+    )
+    result = run(options, tmp_path, verbose=0, log=lambda line: None)
+    model = load_model(tmp_path / "model.npz")
+    assert [layer.out_channels for layer in model.layers if isinstance(layer, bn.Conv2D)] == [4, 8]
+    assert result.num_params == model.num_params == count_params(options, (28, 28), 10)
+    config = model.get_config()
+    assert config["loss"] == {"class": "CrossEntropy", "config": {"label_smoothing": 0.1}}
+    lr = config["optimizer"]["config"]["lr"]
+    assert lr["class"] == "WarmUp" and lr["config"]["after"]["class"] == "CosineDecay"
+    recorded = model.metadata["options"]
+    assert recorded == options.to_dict()
+    assert {k: recorded[k] for k in ("flip", "rotate", "erase", "label_smoothing")} == {
+        "flip": True,
+        "rotate": 10.0,
+        "erase": 0.5,
+        "label_smoothing": 0.1,
+    }
+    assert recorded["channels"] == [4, 8] and recorded["warmup"] == 1
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["options"] == recorded and np.isfinite(history["history"]["loss"]).all()
+    assert "--channels 4,8" in (tmp_path / "report.md").read_text()

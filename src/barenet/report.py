@@ -44,9 +44,20 @@ def _command(options: TrainOptions) -> str:
         if key == "hidden" and list(value) == list(defaults.hidden):
             continue
         flag = "--" + key.replace("_", "-")
-        text = ",".join(map(str, value)) if key == "hidden" else f"{value}"
+        if isinstance(value, bool):  # a flag without a value: --flip
+            parts.append(flag)
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, list) else f"{value}"
         parts.append(f"{flag} {text}")
     return " ".join(parts)
+
+
+def _widths(options: TrainOptions) -> str:
+    """``512-256``; a CNN's convolution widths first when given: ``16-32 / 128``."""
+    hidden = "-".join(map(str, options.hidden))
+    if options.channels is None:
+        return hidden
+    return f"{'-'.join(map(str, options.channels))} / {hidden}"
 
 
 def run_report(
@@ -59,7 +70,7 @@ def run_report(
     """Markdown for a run folder: how it was trained, how it did, where it fails."""
     val = "-" if result.val_accuracy is None else f"{result.val_accuracy:.2%}"
     lines = [
-        f"# {result.dataset}: {options.model} {'-'.join(map(str, options.hidden))}",
+        f"# {result.dataset}: {options.model} {_widths(options)}",
         "",
         "Repeat this run with:",
         "",

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from barenet import architectures, optim, plots, report
-from barenet.augment import shift_images
+from barenet import architectures, losses, optim, plots, report
+from barenet.augment import ImageAugment, shift_images
 from barenet.callbacks import Callback, History
 from barenet.datasets import load, scale
 from barenet.datasets.specs import DatasetSpec, get_spec
@@ -44,7 +44,7 @@ from barenet.options import (  # noqa: F401  (the names train has always offered
     TrainOptions,
     count_params,
 )
-from barenet.schedules import CosineDecay, Schedule
+from barenet.schedules import CosineDecay, Schedule, WarmUp
 from barenet.splits import split_off
 
 __all__ = [
@@ -129,8 +129,13 @@ class WeightAverage(Callback):
                 a[...] = total / self.count
 
 
-def _optimizer(o: TrainOptions, steps: int) -> optim.Optimizer:
-    lr: float | Schedule = CosineDecay(o.lr, steps) if o.schedule == "cosine" else o.lr
+def _optimizer(o: TrainOptions, batches: int) -> optim.Optimizer:
+    """The optimizer ``o`` names, its learning rate following ``o.schedule`` (after
+    ``o.warmup`` epochs of linear warm-up) over ``batches`` steps per epoch."""
+    steps, warm = o.epochs * batches, o.warmup * batches
+    lr: float | Schedule = CosineDecay(o.lr, steps - warm) if o.schedule == "cosine" else o.lr
+    if warm:
+        lr = WarmUp(lr, warm)
     kwargs: dict[str, Any] = {"lr": lr, "decay": o.decay}
     name = o.optimizer.lower()
     if name == "sgd":
@@ -145,6 +150,7 @@ def _model(
 ) -> Sequential:
     """The network ``options`` name, compiled with their optimizer for ``batches`` steps
     per epoch."""
+    widths = {} if options.channels is None else {"channels": options.channels}
     model = architectures.build(
         options.model,
         hidden=options.hidden,
@@ -152,9 +158,10 @@ def _model(
         input_shape=input_shape,
         num_classes=classes,
         seed=options.seed,
+        **widths,
     )
-    optimizer = _optimizer(options, options.epochs * batches)
-    model.compile("cross_entropy", optimizer, metrics=["accuracy"])
+    loss = losses.get("cross_entropy", label_smoothing=options.label_smoothing)
+    model.compile(loss, _optimizer(options, batches), metrics=["accuracy"])
     return model
 
 
@@ -237,8 +244,8 @@ def _fit(
     validation: _Split,
     verbose: int | str,
 ) -> History:
-    """Train ``model`` as ``options`` say, averaging the last epochs' weights and shifting
-    the images at random if they ask for it."""
+    """Train ``model`` as ``options`` say, averaging the last epochs' weights and
+    augmenting the images if they ask for it."""
     return model.fit(
         x,
         y,
@@ -250,8 +257,16 @@ def _fit(
         if options.average_last > 1
         else [],
         verbose=verbose,
-        augment=random_shift(options.shift) if options.shift else None,
+        augment=_augment(options),
     )
+
+
+def _augment(o: TrainOptions) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+    """The ``fit(augment=...)`` of ``o``: none, ``random_shift`` for shifts alone (the draws
+    that made the shipped weights), else ``ImageAugment``."""
+    if o.flip or o.rotate or o.erase:
+        return ImageAugment(o.shift, o.rotate, flip=o.flip, erase=o.erase)
+    return random_shift(o.shift) if o.shift else None
 
 
 def _write_run(
