@@ -66,10 +66,23 @@ def check_inputs(
     sample_shape: tuple[int, ...] | None,
     *,
     warn: bool = False,
+    finite: bool = True,
 ) -> np.ndarray:
     """``x`` as a contiguous, finite array of ``dtype`` holding a batch of samples of
     ``sample_shape`` (any shape when None). ``warn`` (fit) also warns about unscaled
-    inputs."""
+    inputs. ``finite=False`` skips the pass that looks for NaN and infinity, for callers
+    that check their outputs instead and come back here only when those are not finite
+    (``Sequential.predict_proba``): a NaN input gives a NaN output."""
+    if (
+        not finite
+        and type(x) is np.ndarray
+        and x.dtype == dtype
+        and x.flags.c_contiguous
+        and x.ndim >= 2
+        and x.size
+        and (sample_shape is None or x.shape[1:] == sample_shape)
+    ):
+        return x  # already what the checks below would make of it (a batch-of-one fast path)
     xa = as_array(name, x)
     if xa.dtype.kind not in "iuf":
         raise ArgumentError(
@@ -83,7 +96,7 @@ def check_inputs(
         raise ArgumentError(f"{name} must have samples of shape {sample_shape}, got {xa.shape[1:]}")
     with np.errstate(over="ignore", invalid="ignore"):  # too large for float32: inf
         out = np.ascontiguousarray(xa, dtype=dtype)
-    if not math.isfinite(float(out.min())) or not math.isfinite(float(out.max())):
+    if finite and (not math.isfinite(float(out.min())) or not math.isfinite(float(out.max()))):
         if xa.dtype.kind == "f" and not np.isfinite(xa).all():
             raise ArgumentError(f"{name} contains NaN or infinite values")
         raise ArgumentError(f"{name} holds numbers too large for {dtype}")

@@ -190,7 +190,9 @@ class _Fit:
         seen = 0
         for b in range(self.steps):
             idx = order[b * o.batch_size : (b + 1) * o.batch_size]
-            xb = np.take(self.x, idx, axis=0, out=self.buffer[: len(idx)])
+            # mode='clip': the indices are a permutation, always in range, and 'raise'
+            # would gather into a temporary first and copy it (NumPy buffers out= then).
+            xb = np.take(self.x, idx, axis=0, out=self.buffer[: len(idx)], mode="clip")
             yb = self.y[idx]
             if o.augment is not None:
                 xb = o.augment(xb, rng)

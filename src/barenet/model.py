@@ -189,9 +189,14 @@ class Sequential:
         return self.num_params
 
     # ---- data checks (barenet.data_checks) ------------------------------------------------
-    def _check_x(self, x: Any, name: str = "x", *, warn: bool = False) -> np.ndarray:
-        """``x`` as a contiguous batch in the model's dtype, of the model's sample shape."""
-        return data_checks.check_inputs(x, name, self.dtype, self.input_shape, warn=warn)
+    def _check_x(
+        self, x: Any, name: str = "x", *, warn: bool = False, finite: bool = True
+    ) -> np.ndarray:
+        """``x`` as a contiguous batch in the model's dtype, of the model's sample shape
+        (``finite``: see ``data_checks.check_inputs``)."""
+        return data_checks.check_inputs(
+            x, name, self.dtype, self.input_shape, warn=warn, finite=finite
+        )
 
     def _check_xy(
         self, x: Any, y: Any, names: tuple[str, str] = ("x", "y"), *, warn: bool = False
@@ -299,10 +304,15 @@ class Sequential:
     def predict_proba(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities (N, C) for classifiers; raw outputs for regression."""
         batch_size = check_int("batch_size", batch_size)
-        x = self._check_x(x)
+        given, x = x, self._check_x(x, finite=False)  # the outputs are checked instead
         with self._threads(), np.errstate(over="ignore", invalid="ignore"):
-            out = np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
-            self._check_outputs("x", x, out)
+            if len(x) <= batch_size:  # one batch: no copy into a list and out again
+                out = self.forward(x)
+            else:
+                out = np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
+            if not np.isfinite(out).all():
+                self._check_x(given)  # a NaN or infinite input: say so
+                self._check_outputs("x", x, out)
             if self.loss is not None and not self._fused():  # else forward ends in it
                 return self.loss.probabilities(out)
         return out

@@ -113,6 +113,7 @@ def configure(
 
 
 _SPLITS: dict[type, bool] = {}
+_NOTHING = nullcontext()  # reusable: nullcontext keeps no state between uses
 
 
 def _splits(cls: type) -> bool:
@@ -127,9 +128,10 @@ def _splits(cls: type) -> bool:
 def threads_for(layers: Iterable[Any]) -> AbstractContextManager[None]:
     """What a model of these layers runs inside while it trains, predicts or evaluates:
     ``blas_on_one_thread()`` when one of them is in ``SPLITTING_LAYERS``, else nothing."""
-    if any(_splits(type(layer)) for layer in layers):
-        return blas_on_one_thread()
-    return nullcontext()
+    for layer in layers:  # a plain loop: this runs before every call to predict
+        if _splits(type(layer)):
+            return blas_on_one_thread()
+    return _NOTHING
 
 
 def parts(length: int, size: int, minimum: int | None = None) -> list[slice]:
