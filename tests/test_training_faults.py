@@ -240,3 +240,23 @@ def test_bad_seeds_are_refused(seed):
     model.compile()
     with pytest.raises(bn.ArgumentError, match=f"seed must be an integer >= 0, got {seed!r}"):
         model.fit(x, y, seed=seed, verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("x", "needle"),
+    [
+        (np.array([[0.0, np.nan, 0.0], [1.0, 1.0, 1.0]]), "x contains NaN or infinite values"),
+        (np.array([[0.0, 0.0, 0.0], [np.inf, 1.0, 1.0]]), "x contains NaN or infinite values"),
+        (np.full((2, 3), 1e300), "too large for float32"),
+        (np.array([[0.0, np.nan, 0.0]], dtype=np.float32), "x contains NaN"),
+    ],
+)
+@pytest.mark.parametrize("batch_size", [1, 1024])
+def test_predict_names_a_non_finite_input(x, needle, batch_size):
+    """predict checks its outputs rather than scanning the inputs first; a NaN or infinite
+    input still gets its own message, whether it is batched or not."""
+    model = bn.Sequential([bn.Dense(3, 4), bn.ReLU(), bn.Dense(4, 3)], seed=0)
+    model.compile(optimizer=bn.Adam())
+    for method in (model.predict, model.predict_proba):
+        with pytest.raises(bn.ArgumentError, match=needle):
+            method(x, batch_size=batch_size)
