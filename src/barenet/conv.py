@@ -52,6 +52,10 @@ def _col2im(dcols: np.ndarray, dx: np.ndarray, stride: int, pads: tuple[int, int
                 dx[:, rows, columns] += dcols[:, i, j, y0:y1, x0:x1]
 
 
+#: ``dW = dy @ cols.T`` is split over threads by the rows of ``cols`` when it has at least
+#: this many (``C * kh * kw``); a first layer's few rows go to one BLAS call.
+_SPLIT_ROWS = 64
+
 # Kernels over a slice ``part`` of the channels (or of the columns of a product): the
 # layers hand them to ``parallel.split``, which may run parts on separate threads.
 
@@ -82,10 +86,6 @@ def _affine(
     """``y = weight @ cols + bias`` for the columns ``part``."""
     np.matmul(weight, cols[:, part], out=y[:, part])
     y[:, part] += bias
-
-
-def _row_sums(part: slice, a: np.ndarray, out: np.ndarray) -> None:
-    np.sum(a[part], axis=1, out=out[part])
 
 
 def _col2im_part(
@@ -201,9 +201,13 @@ class Conv2D(Layer):
             raise StateError("Conv2D.backward called before forward")
         o = self.out_channels
         dyc = batch_last(dy).reshape(o, -1)
-        parallel.matmul(dyc, self._cols.T, out=self.grads["weight"].reshape(o, -1))
-        db = self.grads["bias"]
-        parallel.split(_row_sums, o, dyc, db, values=dyc.size)
+        dw = self.grads["weight"].reshape(o, -1)
+        if len(self._cols) >= _SPLIT_ROWS:
+            parallel.matmul(dyc, self._cols.T, out=dw)
+        else:  # a few long rows: one call reads dy once, split by columns it reads it twice
+            np.matmul(dyc, self._cols.T, out=dw)
+        # A matrix-vector product is a faster row sum than np.sum over the long rows.
+        np.matmul(dyc, np.ones(dyc.shape[1], dyc.dtype), out=self.grads["bias"])
         return dyc
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
