@@ -1,7 +1,7 @@
 """Side-by-side CNN benchmark: barenet vs PyTorch CPU (2 threads), same network.
 
 The network is ``barenet.architectures.cnn`` (conv 32 - pool - conv 64 - pool - conv 128 - pool -
-dense 128 - dense 10, each conv followed by batch norm and ReLU); PyTorch gets a twin
+dense 128 - dense 10, each conv followed by batch norm, the pool, then ReLU); PyTorch gets a twin
 with the same initial weights, the same optimizer (Adam, lr 1e-3), batch size and data.
 The libraries take turns in one process, epoch by epoch, so a slow moment of the shared
 machine hits both. After each epoch both are scored on the test set. Writes
