@@ -34,4 +34,17 @@ def describe() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numpy_blas": blas,
+        "kernels": kernel_family(),
+        "coretype": os.environ.get("OPENBLAS_CORETYPE"),  # set: the family was forced
     }
+
+
+def kernel_family() -> str:
+    """The OpenBLAS kernel family NumPy runs ("Haswell", "SkylakeX", "Sandybridge", ...):
+    picked from the CPU, or forced by ``OPENBLAS_CORETYPE``."""
+    from threadpoolctl import threadpool_info
+
+    for info in threadpool_info():
+        if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
+            return str(info.get("architecture") or "unknown")
+    return "unknown"

@@ -2,9 +2,12 @@
 
 Same architecture, initial weights, optimizer (Adam, lr 1e-3), batch size and data; the
 libraries take turns epoch by epoch in one process, so a slow moment of the machine hits
-both. Writes bench/results/mlp.json; bench/report.py turns it into BENCHMARKS.md.
+both. Also measures the SGEMM rate that gives each workload its arithmetic floor
+(bench/floor.py). Writes bench/results/mlp-<kernels>.json, named by the OpenBLAS kernel
+family in use (``OPENBLAS_CORETYPE=Sandybridge`` picks another one); bench/report.py turns
+them into BENCHMARKS.md.
 
-    .venv/bin/python bench/mlp.py [--reps 3] [--quick]
+    .venv/bin/python bench/mlp.py [--reps 5] [--quick]
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe  # bench/ is on sys.path when a script here runs
+from floor import mlp_flops, sgemm_gflops  # bench/ is on sys.path when a script here runs
+from machine import describe, kernel_family
 
 import barenet as bn
 from barenet.datasets import load, scale
 
-RESULTS = Path(__file__).parent / "results" / "mlp.json"
+RESULTS = Path(__file__).parent / "results"
 THREADS = 2
 
 
@@ -131,32 +135,25 @@ def time_to_target(x, y, xt, yt, sizes, batch_size, target, max_epochs=15):
 
 
 def inference(xt, sizes, reps):
+    """Images per second of predicted probabilities, at batch 10,000, 256 and 1, the
+    libraries taking turns round by round; the first round warms up and is dropped."""
     model = barenet_model(sizes)
     net, _ = torch_twin(model)
-    txt = torch.from_numpy(xt)
-    singles = xt[:1000]
-    res: dict[str, dict[str, list[float]]] = {
-        "batch10000": {"barenet": [], "torch": []},
-        "batch1": {"barenet": [], "torch": []},
-    }
-    for _ in range(reps + 1):  # the first round warms up and is dropped below
-        t = time.perf_counter()
-        model.predict_proba(xt, batch_size=10000)
-        res["batch10000"]["barenet"].append(len(xt) / (time.perf_counter() - t))
-        with torch.inference_mode():
+    batches = {"batch10000": (10000, len(xt)), "batch256": (256, 256 * 39), "batch1": (1, 1000)}
+    res = {key: {"barenet": [], "torch": []} for key in batches}
+    for _ in range(reps + 1):
+        for key, (size, count) in batches.items():
+            images = xt[:count]
             t = time.perf_counter()
-            net(txt).softmax(1)
-            res["batch10000"]["torch"].append(len(xt) / (time.perf_counter() - t))
-        t = time.perf_counter()
-        for i in range(len(singles)):
-            model.predict_proba(singles[i : i + 1])
-        res["batch1"]["barenet"].append(len(singles) / (time.perf_counter() - t))
-        with torch.inference_mode():
-            ts = torch.from_numpy(singles)
-            t = time.perf_counter()
-            for i in range(len(singles)):
-                net(ts[i : i + 1]).softmax(1)
-            res["batch1"]["torch"].append(len(singles) / (time.perf_counter() - t))
+            for i in range(0, count, size):
+                model.predict_proba(images[i : i + size], batch_size=size)
+            res[key]["barenet"].append(count / (time.perf_counter() - t))
+            with torch.inference_mode():
+                ti = torch.from_numpy(images)
+                t = time.perf_counter()
+                for i in range(0, count, size):
+                    net(ti[i : i + size]).softmax(1)
+                res[key]["torch"].append(count / (time.perf_counter() - t))
     out = {}
     for key, libs in res.items():
         ours, theirs = libs["barenet"][1:], libs["torch"][1:]
@@ -164,6 +161,7 @@ def inference(xt, sizes, reps):
             "barenet": summary(ours),
             "torch": summary(theirs),
             "ratio": summary([a / b for a, b in zip(ours, theirs, strict=True)]),
+            "flop_per_image": mlp_flops(sizes, 1, train=False),
         }
     return out
 
@@ -241,35 +239,54 @@ def machine() -> dict:
     return {**describe(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
+def epoch_row(name, x, y, sizes, batch_size, reps) -> dict:
+    row = {"dataset": name, "shape": "-".join(map(str, sizes)), "batch": batch_size}
+    row.update(epoch_times(x, y, sizes, batch_size, reps))
+    row["flop"] = mlp_flops(sizes, len(x), train=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one shape and batch size only")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument(
+        "--quick", action="store_true", help="MNIST, the three rows the targets name, no extras"
+    )
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     shapes = [[784, 128, 10], [784, 512, 256, 10]]
-    batches = [128] if args.quick else [32, 128, 512]
+    batches = [32, 128, 512]
     results: dict = {"machine": machine(), "reps": args.reps, "epoch": [], "target": {}}
+    results["sgemm_gflops"] = [sgemm_gflops()]
     mnist, fashion = data("mnist"), data("fashion")
-    for sizes in shapes[:1] if args.quick else shapes:
-        for bs in batches:
-            for name, (x, y, _, _) in (("mnist", mnist), ("fashion", fashion)):
-                row = {"dataset": name, "shape": "-".join(map(str, sizes)), "batch": bs}
-                row.update(epoch_times(x, y, sizes, bs, args.reps))
-                print(json.dumps(row), flush=True)
-                results["epoch"].append(row)
-    for name, (x, y, xt, yt), target in (("mnist", mnist, 0.975), ("fashion", fashion, 0.87)):
-        res = time_to_target(x, y, xt, yt, [784, 128, 10], 128, target)
-        results["target"][name] = {"target": target, **res}
-        print(name, json.dumps(res), flush=True)
+    sets = (("mnist", mnist),) if args.quick else (("mnist", mnist), ("fashion", fashion))
+    runs = [(sizes, bs) for sizes in shapes for bs in batches]
+    if args.quick:  # the rows the speed targets name
+        runs = [(shapes[0], 128), (shapes[1], 128), (shapes[1], 32)]
+    for sizes, bs in runs:
+        for name, (x, y, _, _) in sets:
+            row = epoch_row(name, x, y, sizes, bs, args.reps)
+            print(json.dumps(row), flush=True)
+            results["epoch"].append(row)
     results["inference"] = inference(mnist[2], [784, 512, 256, 10], args.reps)
     print(json.dumps(results["inference"]), flush=True)
-    results["sklearn"] = sklearn_epochs(*mnist[:2], [784, 128, 10], 128, args.reps)
-    print(json.dumps(results["sklearn"]), flush=True)
-    results["rss_mb"] = {lib: peak_rss(lib) for lib in ("barenet", "torch")}
-    print(json.dumps(results["rss_mb"]), flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    if not args.quick:
+        for name, (x, y, xt, yt), target in (
+            ("mnist", mnist, 0.975),
+            ("fashion", fashion, 0.87),
+        ):
+            res = time_to_target(x, y, xt, yt, [784, 128, 10], 128, target)
+            results["target"][name] = {"target": target, **res}
+            print(name, json.dumps(res), flush=True)
+        results["sklearn"] = sklearn_epochs(*mnist[:2], [784, 128, 10], 128, args.reps)
+        print(json.dumps(results["sklearn"]), flush=True)
+        results["rss_mb"] = {lib: peak_rss(lib) for lib in ("barenet", "torch")}
+        print(json.dumps(results["rss_mb"]), flush=True)
+    results["sgemm_gflops"].append(sgemm_gflops())  # again at the end: the better one counts
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"mlp-{kernel_family()}.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import socket
 import pytest
 from hypothesis import settings
 
+from barenet import parallel
 from barenet.datasets.cache import read_cache
 from barenet.datasets.specs import FASHION, MNIST, DatasetSpec
 from barenet.errors import DatasetError
@@ -90,6 +91,10 @@ def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Tests compare runs bit for bit; the thread count a busy machine would make training
+    # drop to depends on the load. tests/test_parallel.py turns the tuner on where it
+    # tests it.
+    parallel.configure(tune=False)
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
     socket.getaddrinfo = _guarded_getaddrinfo

@@ -151,8 +151,9 @@ def test_layers_give_the_same_numbers_split_or_not(configured, make, shape):
     with parallel.blas_on_one_thread():
         split = run_layer(make(), x)
     for a, b in zip(whole, split, strict=True):
-        if isinstance(make(), bn.Conv2D):
-            # BLAS may pick other kernels for a narrower product: the last bit can differ.
+        if isinstance(make(), (bn.Conv2D, bn.BatchNorm)):
+            # BLAS may pick other kernels for a narrower product (BatchNorm's sums are
+            # matrix-vector products too): the last bit can differ.
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         else:
             np.testing.assert_array_equal(a, b)
@@ -229,3 +230,95 @@ def test_one_worker_leaves_blas_alone(configured):
     with parallel.blas_on_one_thread():
         assert blas_threads() == before
         assert parallel.parts(100, 10**9) == [slice(None)]
+
+
+class FakeClock:
+    """A clock the test moves: each step of work advances it by what the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_steps(tuner, clock, steps, seconds):
+    """``steps`` steps through ``tuner``; ``seconds(threads)`` is what one step costs on
+    that many threads. Returns the thread count each step ran on."""
+    used = []
+
+    def work():
+        threads = parallel._tuned or parallel.settings()["workers"]
+        if not tuner.splitting:
+            threads = blas_threads()[0]
+        used.append(threads)
+        clock.now += seconds(threads)
+
+    for _ in range(steps):
+        tuner.step(work)
+    return used
+
+
+DENSE = [bn.Dense(4, 3, rng=0)]
+IMAGES = [bn.Conv2D(1, 2, 3, rng=0)]
+
+
+@pytest.mark.parametrize("layers", [DENSE, IMAGES], ids=["blas", "pool"])
+def test_a_busy_machine_makes_training_drop_to_one_thread(configured, layers):
+    parallel.configure(2, tune=True)
+    clock = FakeClock()
+    with parallel.threads_for(layers), parallel.Tuner(layers, clock) as tuner:
+        used = run_steps(tuner, clock, 20, lambda threads: 0.010 if threads > 1 else 0.002)
+    assert used[:6] == [2, 1] * 3  # the probe, then one thread
+    assert set(used[6:]) == {1}
+    assert parallel._tuned is None  # put back when training ends
+    if layers is DENSE:
+        assert blas_threads() == [2]
+
+
+@pytest.mark.parametrize("layers", [DENSE, IMAGES], ids=["blas", "pool"])
+def test_an_idle_machine_keeps_every_thread(configured, layers):
+    parallel.configure(2, tune=True)
+    clock = FakeClock()
+    with parallel.threads_for(layers), parallel.Tuner(layers, clock) as tuner:
+        # one thread a little faster (small work) is not enough to leave the cores idle
+        used = run_steps(tuner, clock, 300, lambda threads: 0.0012 if threads > 1 else 0.001)
+    assert used[6:] == [2] * 294
+
+
+def test_training_tries_again_when_the_machine_becomes_busy_or_idle(configured):
+    parallel.configure(2, tune=True)
+    clock = FakeClock()
+    with parallel.Tuner(IMAGES, clock) as tuner:
+        fast = run_steps(tuner, clock, 30, lambda threads: 0.001 if threads > 1 else 0.002)
+        assert set(fast[6:]) == {2}
+        busy = run_steps(tuner, clock, 30, lambda threads: 0.010 if threads > 1 else 0.002)
+        # slow steps until they fill most of the window, then a new probe, then one thread
+        start = busy.index(1) - 1
+        assert 1 <= start <= parallel.Tuner.WINDOW
+        assert busy[start : start + 6] == [2, 1] * 3 and set(busy[start + 6 :]) == {1}
+        idle = run_steps(tuner, clock, parallel.Tuner.RECHECK + 20, lambda t: 0.001 * (3 - t))
+        assert idle[-1] == 2  # a recheck on one thread found two faster again
+
+
+def test_tune_false_keeps_every_step_on_the_configured_threads(configured):
+    parallel.configure(2, tune=False)
+    clock = FakeClock()
+    with parallel.Tuner(IMAGES, clock) as tuner:
+        used = run_steps(tuner, clock, 20, lambda threads: 0.010 if threads > 1 else 0.001)
+    assert used == [2] * 20
+    with pytest.raises(bn.ArgumentError, match="tune must be True or False"):
+        parallel.configure(tune="yes")
+
+
+@pytest.mark.parametrize("layers", [DENSE, IMAGES], ids=["blas", "pool"])
+def test_fit_with_the_tuner_on_trains_and_puts_the_threads_back(configured, layers):
+    parallel.configure(2, tune=True)
+    before = blas_threads()
+    model = bn.Sequential([*layers, bn.Flatten(), bn.Dense(3 if layers is DENSE else 8, 2)])
+    model.compile(optimizer=bn.Adam(lr=0.01))
+    shape = (64, 4) if layers is DENSE else (64, 1, 4, 4)
+    x = RNG.standard_normal(shape).astype(np.float32)
+    model.fit(x, (x.reshape(64, -1).sum(axis=1) > 0).astype(int), epochs=3, batch_size=4)
+    assert model.history.history["loss"][-1] < model.history.history["loss"][0]
+    assert blas_threads() == before and parallel._tuned is None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from barenet import step
+from barenet import parallel, step
 from barenet.callbacks import Callback, History, ProgressBar
 from barenet.data_checks import user_stacklevel
 from barenet.errors import ArgumentError, TrainingError, check_int, check_range
@@ -155,7 +155,11 @@ class _Fit:
             cb.on_train_begin({})
         # Overflow inside a diverging step is reported once, by the finite-loss guard.
         saved: TrainingState | None = None
-        with np.errstate(over="ignore", invalid="ignore"), model._threads():
+        with (
+            np.errstate(over="ignore", invalid="ignore"),
+            model._threads(),
+            parallel.Tuner(model.layers) as self.tuner,
+        ):
             try:
                 for epoch in range(start, start + self.o.epochs):
                     saved = TrainingState.of(model, self.optimizer)
@@ -196,7 +200,9 @@ class _Fit:
             yb = self.y[idx]
             if o.augment is not None:
                 xb = o.augment(xb, rng)
-            loss, out = step.train(model, self.optimizer, xb, yb, self.path, check_bound=b == 0)
+            loss, out = self.tuner.step(
+                step.train, model, self.optimizer, xb, yb, self.path, check_bound=b == 0
+            )
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}; weights "

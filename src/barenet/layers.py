@@ -29,6 +29,22 @@ from barenet.errors import (
 __all__ = ["Dense", "Dropout", "Flatten", "Layer"]
 
 
+_ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ``n`` ones, kept for the next call: ``ones @ a`` sums the rows
+    of ``a`` as one matrix-vector product, 2-3x faster than ``np.sum(a, axis=0)``."""
+    key = (n, np.dtype(dtype))
+    ones = _ONES.get(key)
+    if ones is None:
+        if len(_ONES) > 64:  # batch sizes seen so far; a last partial batch adds one
+            _ONES.clear()
+        ones = _ONES[key] = np.ones(n, dtype)
+        ones.flags.writeable = False
+    return ones
+
+
 class Layer:
     """Base class. Subclasses override ``forward``/``backward`` and, if they learn, ``params``."""
 
@@ -191,7 +207,7 @@ class Dense(Layer):
         w, b = self.params["weight"], self.params["bias"]
         gw, gb = self.grads["weight"], self.grads["bias"]
         np.matmul(dy.T, self._x, out=gw)
-        np.sum(dy, axis=0, out=gb)
+        np.matmul(_ones(len(dy), dy.dtype), dy, out=gb)  # sum over the batch, by BLAS
         # Penalty gradients: d(l1*|w|)/dw = l1*sign(w), d(l2*w^2)/dw = 2*l2*w.
         for p, g, l1, l2 in (
             (w, gw, self.weight_l1, self.weight_l2),

@@ -19,15 +19,21 @@ The rules
 * **Never nested.** A kernel running on the pool does not split again (it would wait on
   the pool it runs on).
 * **Same numbers.** Element-wise work gives the same result bit for bit whatever the
-  number of parts. A matrix product split by columns may differ in the last bit, because
-  BLAS picks its kernels by the shape it is given.
+  number of parts. A matrix product split by columns (and BatchNorm's sums, which are
+  matrix-vector products) may differ in the last bit, because BLAS picks its kernels by
+  the shape it is given, and so may BLAS itself on one thread or two.
+* **Busy cores.** While a model trains, ``Tuner`` times its steps and drops to one thread
+  when another program holds a core (two threads then wait on each other, up to ten
+  times slower); on an idle machine every step keeps all threads. ``configure(tune=False)``
+  turns this off.
 
 The switch
 ----------
 ``configure(workers=N)``: how many threads share the work (the pool's size, the calling
 thread included). ``workers=1`` turns the pool and the BLAS limit off. The default is the
 number of cores this process may use, at most 4. ``configure`` also takes the two
-thresholds, and returns the previous settings so ``configure(**previous)`` restores them.
+thresholds and ``tune``, and returns the previous settings so ``configure(**previous)``
+restores them.
 
 Layers call ``split``, ``map_parts`` (element-wise, over the outermost axis) or ``matmul``
 (split by columns) and know nothing else about threads. What each choice was worth when it
@@ -39,6 +45,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -47,10 +54,11 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from barenet.errors import check_int
+from barenet.errors import ArgumentError, check_int
 
 __all__ = [
     "SPLITTING_LAYERS",
+    "Tuner",
     "blas_on_one_thread",
     "configure",
     "for_parts",
@@ -72,7 +80,9 @@ _settings = {
     "workers": min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1),
     "min_size": 262_144,  # values of element-wise work
     "min_product": 4_000_000,  # multiply-adds of a matrix product
+    "tune": 1,  # 1: while training, drop to one thread when the cores are busy (Tuner)
 }
+_tuned: int | None = None  # threads the running Tuner chose, when fewer than ``workers``
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _controller: ThreadpoolController | None = None
@@ -96,13 +106,22 @@ def settings() -> dict[str, int]:
 
 
 def configure(
-    workers: int | None = None, *, min_size: int | None = None, min_product: int | None = None
+    workers: int | None = None,
+    *,
+    min_size: int | None = None,
+    min_product: int | None = None,
+    tune: bool | None = None,
 ) -> dict[str, int]:
     """Set the threading policy (arguments left None stay as they are) and return the
-    previous settings. Call it before work starts, not while a model runs."""
+    previous settings. Call it before work starts, not while a model runs. ``tune=False``
+    keeps training on ``workers`` threads even when the cores are busy (see ``Tuner``)."""
     global _pool, _pool_size
     given = {"workers": workers, "min_size": min_size, "min_product": min_product}
     checked = {k: check_int(k, v) for k, v in given.items() if v is not None}
+    if tune is not None:
+        if not isinstance(tune, (bool, int)) or tune not in (0, 1):
+            raise ArgumentError(f"tune must be True or False, got {tune!r}")
+        checked["tune"] = int(tune)
     with _lock:
         previous = dict(_settings)
         _settings.update(checked)
@@ -139,7 +158,7 @@ def parts(length: int, size: int, minimum: int | None = None) -> list[slice]:
     ``size`` is at least ``minimum`` (``min_size`` unless given), inside a
     ``blas_on_one_thread()`` block and not on a pool thread; else the single
     ``slice(None)``."""
-    count = min(_settings["workers"], length)
+    count = min(_tuned or _settings["workers"], length)
     if (
         size < (_settings["min_size"] if minimum is None else minimum)
         or count < 2
@@ -166,7 +185,7 @@ def split(
         size, minimum = multiply_adds, _settings["min_product"]
     else:
         size, minimum = values, _settings["min_size"]
-    if size < minimum or not _one_thread_blocks:  # the common case, at once
+    if size < minimum or not _one_thread_blocks or _tuned == 1:  # the common case, at once
         kernel(slice(None), *args)
     else:
         _run(kernel, parts(length, size, minimum), args)
@@ -209,7 +228,7 @@ def map_parts(kernel: Callable[..., object], out: np.ndarray, *arrays: np.ndarra
     """Call ``kernel(out[part], *(a[part] for a in arrays))`` over parts of the axis of
     ``out`` that is outermost in memory (``arrays`` have the shape of ``out``); return
     ``out``. For element-wise work such as ``np.maximum(a, 0, out=o)``."""
-    if out.size < _settings["min_size"] or not _one_thread_blocks:  # the common case, at once
+    if out.size < _settings["min_size"] or not _one_thread_blocks or _tuned == 1:
         kernel(out, *arrays)
         return out
     axis = int(np.argmax(np.abs(out.strides)))
@@ -253,3 +272,101 @@ def blas_on_one_thread() -> Iterator[None]:
             if _one_thread_blocks == 0 and _limiter is not None:
                 _limiter.restore_original_limits()
                 _limiter = None
+
+
+class Tuner:
+    """Chooses, while a model trains, between all its threads and one.
+
+    Two threads that share a step wait for each other: when another program holds one of
+    the cores, every matrix product (BLAS's threads, or barenet's pool) waits for the
+    thread that lost its core, and a step can take ten times longer than on one thread.
+    So ``fit`` times its steps: it starts by trying ``PROBE`` steps on each count in turn
+    and keeps all threads unless one thread is at least ``SLOWER`` times faster. It tries
+    again when steps on all threads turn twice as slow as they were (the machine became
+    busy), and every ``RECHECK`` steps while on one thread (it may be idle again).
+
+    On an idle machine all threads win and nothing changes but the probe's few
+    one-thread steps. The counts differ in the last bits of their matrix products, so a
+    run on a busy machine does not repeat bit for bit; ``configure(tune=False)`` keeps
+    every step on ``workers`` threads.
+    """
+
+    PROBE = 3
+    SLOWER = 1.5
+    RECHECK = 256
+    WINDOW = 16
+
+    def __init__(
+        self, layers: Iterable[Any], clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.clock = clock
+        self.splitting = any(_splits(type(layer)) for layer in layers)
+        self.all = _settings["workers"]
+        self.enabled = bool(_settings["tune"]) and self.all > 1
+        self.plan: list[int] = [self.all, 1] * self.PROBE if self.enabled else []
+        self.times: dict[int, list[float]] = {self.all: [], 1: []}
+        self.count = self.all
+        self.since = 0
+        self.baseline = 0.0
+        self.recent: list[float] = []
+        self._limiter: Any = None
+
+    def __enter__(self) -> Tuner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._use(self.all)
+
+    def step(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``work(*args, **kwargs)``, timed, on the thread count the schedule says."""
+        if not self.enabled:
+            return work(*args, **kwargs)
+        count = self.plan[0] if self.plan else self.count
+        self._use(count)
+        start = self.clock()
+        result = work(*args, **kwargs)
+        self._record(count, self.clock() - start)
+        return result
+
+    def _record(self, count: int, seconds: float) -> None:
+        if self.plan:
+            self.plan.pop(0)
+            self.times[count].append(seconds)
+            if not self.plan:
+                self._decide()
+            return
+        self.since += 1
+        if count == self.all:
+            self.recent = [*self.recent[-(self.WINDOW - 1) :], seconds]
+            busy = len(self.recent) == self.WINDOW and _median(self.recent) > 2 * self.baseline
+        else:
+            busy = self.since >= self.RECHECK
+        if busy:  # try both counts again
+            self.plan = [self.all, 1] * self.PROBE
+            self.times = {self.all: [], 1: []}
+
+    def _decide(self) -> None:
+        many, one = _median(self.times[self.all]), _median(self.times[1])
+        self.count = 1 if many > self.SLOWER * one else self.all
+        self.baseline = many if self.count == self.all else one
+        self.since, self.recent = 0, []
+
+    def _use(self, count: int) -> None:
+        """Run the next steps on ``count`` threads: BLAS's for a network of dense layers,
+        barenet's pool for one inside ``blas_on_one_thread``."""
+        global _tuned, _controller
+        if self.splitting:
+            _tuned = None if count == self.all else count
+            return
+        if count == self.all:
+            if self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+        elif self._limiter is None:
+            _controller = _controller or ThreadpoolController()
+            self._limiter = _controller.limit(limits=count, user_api="blas")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
