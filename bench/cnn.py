@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mlp import barenet_epoch, torch_epoch  # bench/ is on sys.path when a script here runs
+from floor import conv_flops, sgemm_gflops  # bench/ is on sys.path when a script here runs
+from machine import describe
+from mlp import barenet_epoch, torch_epoch
 
 import barenet as bn
 from barenet import parallel
@@ -117,6 +119,7 @@ def run(dataset: str, epochs: int, batch_size: int, limit: int | None) -> dict:
     barenet_epoch(model, x[: 4 * batch_size], y[: 4 * batch_size], batch_size, 99)
     torch_epoch(net, opt, tx[: 4 * batch_size], ty[: 4 * batch_size], batch_size, 99)
     rows = []
+    rate = sgemm_gflops()
     for epoch in range(epochs):
         ours = barenet_epoch(model, x, y, batch_size, epoch)
         theirs = torch_epoch(net, opt, tx, ty, batch_size, epoch)
@@ -131,7 +134,12 @@ def run(dataset: str, epochs: int, batch_size: int, limit: int | None) -> dict:
         print(json.dumps(row), flush=True)
         rows.append(row)
     layers = layer_times(model, x[:batch_size], y[:batch_size])
+    # conv 1->32 at 28x28, 32->64 at 14x14, 64->128 at 7x7; dense 1152-128-10
+    flop = conv_flops([(1, 32, 28, 28), (32, 64, 14, 14), (64, 128, 7, 7)], [1152, 128, 10], len(x))
     return {
+        "flop": flop,
+        "sgemm_gflops": max(rate, sgemm_gflops()),
+        "described": describe(),
         "layers": layers,
         "dataset": dataset,
         "train_images": len(x),
@@ -139,6 +147,8 @@ def run(dataset: str, epochs: int, batch_size: int, limit: int | None) -> dict:
         "params": model.num_params,
         "epochs": rows,
         "median_ratio": statistics.median(r["ratio"] for r in rows),
+        "min_ratio": min(r["ratio"] for r in rows),
+        "max_ratio": max(r["ratio"] for r in rows),
         "machine": f"{platform.processor() or platform.machine()}, {THREADS} threads",
         "numpy": np.__version__,
         "torch": torch.__version__,
@@ -163,7 +173,21 @@ def markdown(result: dict, command: str) -> str:
             f"| {r['epoch']} | {r['barenet_s']:.1f} | {r['torch_s']:.1f} | {r['ratio']:.2f} | "
             f"{r['barenet_test_accuracy']:.2%} | {r['torch_test_accuracy']:.2%} |"
         )
-    lines += ["", f"Median ratio (barenet / PyTorch): **{result['median_ratio']:.2f}**.", ""]
+    floor = result["flop"] / result["sgemm_gflops"] / 1e9
+    m = result["described"]
+    lines += [
+        "",
+        f"Median ratio (barenet / PyTorch): **{result['median_ratio']:.2f}** "
+        f"({result['min_ratio']:.2f}–{result['max_ratio']:.2f}), on {m['cpu']} "
+        f"({m['cores']} cores, {m['kernels']} kernels), {m['date']}.",
+        "",
+        f"Arithmetic floor: the epoch's convolution and dense products are "
+        f"{result['flop'] / 1e12:.2f} TFLOP (forward, weight and input gradients), "
+        f"{floor:.1f} s at the {result['sgemm_gflops']:.0f} GFLOP/s NumPy's BLAS reaches on "
+        f"2048x2048 products; barenet's median epoch is "
+        f"{statistics.median(r['barenet_s'] for r in result['epochs']) / floor:.1f}x that.",
+        "",
+    ]
     lines += [
         f"Where barenet's time goes: median ms per layer for one batch of "
         f"{result['batch_size']} (fit adds the loss and the Adam step).",
