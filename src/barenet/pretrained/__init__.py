@@ -48,9 +48,9 @@ PRETRAINED: dict[str, Pretrained] = {
     "mnist-cnn": Pretrained(
         file="mnist-cnn.npz",
         dataset="mnist",
-        test_accuracy=0.9947,
+        test_accuracy=0.9964,
         command="barenet train --dataset mnist --model cnn --hidden 128 --dropout 0.3 "
-        "--epochs 8 --shift 2 --seed 0",
+        "--epochs 30 --shift 2 --rotate 10 --label-smoothing 0.1 --average-last 5 --seed 0",
     ),
     "fashion-cnn": Pretrained(
         file="fashion-cnn.npz",
