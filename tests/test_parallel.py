@@ -269,8 +269,8 @@ def test_a_busy_machine_makes_training_drop_to_one_thread(configured, layers):
     clock = FakeClock()
     with parallel.threads_for(layers), parallel.Tuner(layers, clock) as tuner:
         used = run_steps(tuner, clock, 20, lambda threads: 0.010 if threads > 1 else 0.002)
-    assert used[:6] == [2, 1] * 3  # the probe, then one thread
-    assert set(used[6:]) == {1}
+    assert used[:8] == [2, 1] * 4  # the probe, then one thread
+    assert set(used[8:]) == {1}
     assert parallel._tuned is None  # put back when training ends
     if layers is DENSE:
         assert blas_threads() == [2]
@@ -283,7 +283,7 @@ def test_an_idle_machine_keeps_every_thread(configured, layers):
     with parallel.threads_for(layers), parallel.Tuner(layers, clock) as tuner:
         # one thread a little faster (small work) is not enough to leave the cores idle
         used = run_steps(tuner, clock, 300, lambda threads: 0.0012 if threads > 1 else 0.001)
-    assert used[6:] == [2] * 294
+    assert used[8:] == [2] * 292
 
 
 def test_training_tries_again_when_the_machine_becomes_busy_or_idle(configured):
@@ -291,12 +291,12 @@ def test_training_tries_again_when_the_machine_becomes_busy_or_idle(configured):
     clock = FakeClock()
     with parallel.Tuner(IMAGES, clock) as tuner:
         fast = run_steps(tuner, clock, 30, lambda threads: 0.001 if threads > 1 else 0.002)
-        assert set(fast[6:]) == {2}
+        assert set(fast[8:]) == {2}
         busy = run_steps(tuner, clock, 30, lambda threads: 0.010 if threads > 1 else 0.002)
         # slow steps until they fill most of the window, then a new probe, then one thread
         start = busy.index(1) - 1
         assert 1 <= start <= parallel.Tuner.WINDOW
-        assert busy[start : start + 6] == [2, 1] * 3 and set(busy[start + 6 :]) == {1}
+        assert busy[start : start + 8] == [2, 1] * 4 and set(busy[start + 8 :]) == {1}
         idle = run_steps(tuner, clock, parallel.Tuner.RECHECK + 20, lambda t: 0.001 * (3 - t))
         assert idle[-1] == 2  # a recheck on one thread found two faster again
 

@@ -281,8 +281,8 @@ class Tuner:
     the cores, every matrix product (BLAS's threads, or barenet's pool) waits for the
     thread that lost its core, and a step can take ten times longer than on one thread.
     So ``fit`` times its steps: it starts by trying ``PROBE`` steps on each count in turn
-    and keeps all threads unless one thread is at least ``SLOWER`` times faster. It tries
-    again when steps on all threads turn twice as slow as they were (the machine became
+    and keeps all threads unless one thread is at least ``SLOWER`` times faster on average. It
+    tries again when steps on all threads turn twice as slow as they were (the machine became
     busy), and every ``RECHECK`` steps while on one thread (it may be idle again).
 
     On an idle machine all threads win and nothing changes but the probe's few
@@ -291,7 +291,7 @@ class Tuner:
     every step on ``workers`` threads.
     """
 
-    PROBE = 3
+    PROBE = 4
     SLOWER = 1.5
     RECHECK = 256
     WINDOW = 16
@@ -338,7 +338,7 @@ class Tuner:
         self.since += 1
         if count == self.all:
             self.recent = [*self.recent[-(self.WINDOW - 1) :], seconds]
-            busy = len(self.recent) == self.WINDOW and _median(self.recent) > 2 * self.baseline
+            busy = len(self.recent) == self.WINDOW and _mean(self.recent) > 2 * self.baseline
         else:
             busy = self.since >= self.RECHECK
         if busy:  # try both counts again
@@ -346,7 +346,9 @@ class Tuner:
             self.times = {self.all: [], 1: []}
 
     def _decide(self) -> None:
-        many, one = _median(self.times[self.all]), _median(self.times[1])
+        # means, not medians: a step that waits a whole time slice for its other thread is
+        # what makes a busy machine slow, and it is what a median would leave out
+        many, one = _mean(self.times[self.all]), _mean(self.times[1])
         self.count = 1 if many > self.SLOWER * one else self.all
         self.baseline = many if self.count == self.all else one
         self.since, self.recent = 0, []
@@ -367,6 +369,5 @@ class Tuner:
             self._limiter = _controller.limit(limits=count, user_api="blas")
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
