@@ -468,8 +468,9 @@ def test_inside_a_cnn_each_block_s_strongest_maps(cnn_client, mnist):
     assert [b["pooled_size"] for b in blocks] == [[14, 14], [7, 7], [3, 3]]
     model = pretrained.load_pretrained("mnist-cnn")
     h = scale(x_test[:1])
-    for layer in model.layers[:3]:  # conv, BatchNorm, ReLU: the first block's maps
+    for layer in model.layers[:2]:  # conv, BatchNorm; then the ReLU, before the pooling
         h = layer.forward(h)
+    h = np.maximum(h, 0)  # the first block's activated maps
     first = blocks[0]
     strength = h[0].mean(axis=(1, 2))
     assert [m["channel"] for m in first["maps"]] == list(np.argsort(-strength)[:16])

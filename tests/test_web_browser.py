@@ -231,7 +231,7 @@ def test_switching_to_mnist_cnn_reads_a_1_and_a_7(page, tmp_path):
         "mnist-cnn",
     ]
     choice.select_option("mnist-mlp")
-    expect(page.locator("#model-info")).to_contain_text("mnist-mlp: 784-512-256-10")
+    expect(page.locator("#model-info")).to_contain_text("mnist-mlp: 784-1024-256-10")
     draw(page, SEVEN)
     expect(page.locator("#top")).to_have_text("7")
     choice.select_option("mnist-cnn")  # the drawing is asked again of the new network

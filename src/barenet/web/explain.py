@@ -77,12 +77,21 @@ def feature_maps(model: Sequential, x: np.ndarray) -> list[dict[str, Any]]:
         if isinstance(layer, Conv2D):
             open_block = {"layer": i, "channels": layer.out_channels, "maps": h[0]}
             blocks.append(open_block)
-        elif open_block is not None and h.ndim == 4 and isinstance(layer, _ACTIVATIONS):
-            open_block["maps"] = h[0]
-        elif open_block is not None and h.ndim == 4 and isinstance(layer, _POOLS):
-            open_block["pooled"] = h[0]
+        elif open_block is None:
+            continue
+        elif h.ndim != 4 or (isinstance(layer, _POOLS) and "pooled" in open_block):
             open_block = None
-        elif h.ndim != 4:
+        elif isinstance(layer, _POOLS):
+            open_block["pooled"] = h[0]
+        elif "pooled" not in open_block:  # BatchNorm, the activation: before the pooling
+            open_block["maps"] = h[0]
+        elif isinstance(layer, _ACTIVATIONS):
+            # pooling before the activation (architectures.cnn: the two commute for max
+            # pooling and ReLU): show the full-size maps activated too
+            open_block["pooled"] = h[0]
+            open_block["maps"] = layer.forward(open_block["maps"][None], training=False)[0]
+            open_block = None
+        else:
             open_block = None
     out = []
     for block in blocks:
