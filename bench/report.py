@@ -186,7 +186,7 @@ def families(runs: list[dict]) -> list[str]:
 
 
 #: Markdown sections included after the MLP tables, in this order.
-SECTIONS = ("cnn.md", "onnx.md", "threads.md")
+SECTIONS = ("targets.md", "cnn.md", "onnx.md", "threads.md")
 
 
 def main() -> None:
