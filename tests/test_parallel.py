@@ -322,3 +322,18 @@ def test_fit_with_the_tuner_on_trains_and_puts_the_threads_back(configured, laye
     model.fit(x, (x.reshape(64, -1).sum(axis=1) > 0).astype(int), epochs=3, batch_size=4)
     assert model.history.history["loss"][-1] < model.history.history["loss"][0]
     assert blas_threads() == before and parallel._tuned is None
+
+
+def test_a_probe_that_met_a_quiet_moment_is_checked_again(configured):
+    """The first probe saw two threads nearly as fast as one; afterwards they are 2.3x
+    slower, yet not twice as slow as the probe's own steps. The periodic check finds it."""
+    parallel.configure(2, tune=True)
+    clock = FakeClock()
+    with parallel.Tuner(IMAGES, clock) as tuner:
+        first = run_steps(tuner, clock, 8, lambda threads: 0.004 if threads > 1 else 0.003)
+        assert first == [2, 1] * 4
+        later = run_steps(
+            tuner, clock, 4 * parallel.Tuner.RECHECK + 20, lambda t: 0.007 if t > 1 else 0.003
+        )
+    assert set(later[: 4 * parallel.Tuner.RECHECK - 1]) == {2}
+    assert later[-1] == 1

@@ -281,14 +281,15 @@ class Tuner:
     the cores, every matrix product (BLAS's threads, or barenet's pool) waits for the
     thread that lost its core, and a step can take ten times longer than on one thread.
     So ``fit`` times its steps: it starts by trying ``PROBE`` steps on each count in turn
-    and keeps all threads unless one thread is at least ``SLOWER`` times faster on average. It
-    tries again when steps on all threads turn twice as slow as they were (the machine became
-    busy), and every ``RECHECK`` steps while on one thread (it may be idle again).
+    and keeps all threads unless one thread is at least ``SLOWER`` times faster on average.
+    It tries again when steps on all threads turn twice as slow as they were (the machine
+    became busy), every ``RECHECK`` steps while on one thread (it may be idle again) and
+    every ``4 * RECHECK`` on all threads (the first probe may have met a quiet moment).
 
-    On an idle machine all threads win and nothing changes but the probe's few
-    one-thread steps. The counts differ in the last bits of their matrix products, so a
-    run on a busy machine does not repeat bit for bit; ``configure(tune=False)`` keeps
-    every step on ``workers`` threads.
+    On an idle machine all threads win and nothing changes but the probes' few
+    one-thread steps, at the same steps in every run. The counts differ in the last bits of
+    their matrix products, so a run on a busy machine does not repeat bit for bit;
+    ``configure(tune=False)`` keeps every step on ``workers`` threads.
     """
 
     PROBE = 4
@@ -338,7 +339,10 @@ class Tuner:
         self.since += 1
         if count == self.all:
             self.recent = [*self.recent[-(self.WINDOW - 1) :], seconds]
-            busy = len(self.recent) == self.WINDOW and _mean(self.recent) > 2 * self.baseline
+            slower = len(self.recent) == self.WINDOW and _mean(self.recent) > 2 * self.baseline
+            # a probe on a busy machine can pick all threads and take its slow steps as
+            # the baseline: look again now and then
+            busy = slower or self.since >= 4 * self.RECHECK
         else:
             busy = self.since >= self.RECHECK
         if busy:  # try both counts again
