@@ -23,7 +23,7 @@ from barenet import init as initialisers
 from barenet import parallel
 from barenet.errors import ArgumentError, StateError, check_float_dtype, check_int
 from barenet.images import as_images, batch_first, batch_last, out_size, pair, windows
-from barenet.layers import Layer
+from barenet.layers import Layer, ones_vector
 from barenet.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 __all__ = ["AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D"]
@@ -207,7 +207,7 @@ class Conv2D(Layer):
         else:  # a few long rows: one call reads dy once, split by columns it reads it twice
             np.matmul(dyc, self._cols.T, out=dw)
         # A matrix-vector product is a faster row sum than np.sum over the long rows.
-        np.matmul(dyc, np.ones(dyc.shape[1], dyc.dtype), out=self.grads["bias"])
+        np.matmul(dyc, ones_vector(dyc.shape[1], dyc.dtype), out=self.grads["bias"])
         return dyc
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from barenet.errors import (
     check_positive,
     check_range,
 )
-from barenet.layers import Layer
+from barenet.layers import Layer, ones_vector
 
 __all__ = ["BatchNorm"]
 
@@ -136,7 +136,7 @@ class BatchNorm(Layer):
         weight, bias = self.params["weight"][s], self.params["bias"][s]
         if training:
             count = dtype(rows.shape[1])
-            np.matmul(rows[s], np.ones(rows.shape[1], rows.dtype), out=mean[s])
+            np.matmul(rows[s], ones_vector(rows.shape[1], rows.dtype), out=mean[s])
             mean[s] /= count
             np.subtract(rows[s], mean[s, None], out=centred[s])
             var[s] = _row_dots(centred[s], centred[s]) / count
@@ -173,7 +173,7 @@ class BatchNorm(Layer):
         dtype = rows.dtype.type
         count = dtype(rows.shape[1])
         dweight, dbias = self.grads["weight"], self.grads["bias"]
-        np.matmul(rows[s], np.ones(rows.shape[1], rows.dtype), out=dbias[s])
+        np.matmul(rows[s], ones_vector(rows.shape[1], rows.dtype), out=dbias[s])
         sums = _row_dots(rows[s], centred[s])  # sum(dy * centred)
         if not training:
             sums -= self.running_mean[s] * dbias[s]

@@ -46,7 +46,8 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -144,13 +145,18 @@ def _splits(cls: type) -> bool:
     return known
 
 
+def _splitting(layers: Iterable[Any]) -> bool:
+    """Whether one of ``layers`` is in ``SPLITTING_LAYERS``."""
+    for layer in layers:  # a plain loop: this runs before every call to predict
+        if _splits(type(layer)):
+            return True
+    return False
+
+
 def threads_for(layers: Iterable[Any]) -> AbstractContextManager[None]:
     """What a model of these layers runs inside while it trains, predicts or evaluates:
     ``blas_on_one_thread()`` when one of them is in ``SPLITTING_LAYERS``, else nothing."""
-    for layer in layers:  # a plain loop: this runs before every call to predict
-        if _splits(type(layer)):
-            return blas_on_one_thread()
-    return _NOTHING
+    return blas_on_one_thread() if _splitting(layers) else _NOTHING
 
 
 def parts(length: int, size: int, minimum: int | None = None) -> list[slice]:
@@ -301,7 +307,7 @@ class Tuner:
         self, layers: Iterable[Any], clock: Callable[[], float] = time.perf_counter
     ) -> None:
         self.clock = clock
-        self.splitting = any(_splits(type(layer)) for layer in layers)
+        self.splitting = _splitting(layers)
         self.all = _settings["workers"]
         self.enabled = bool(_settings["tune"]) and self.all > 1
         self.plan: list[int] = [self.all, 1] * self.PROBE if self.enabled else []
@@ -309,7 +315,7 @@ class Tuner:
         self.count = self.all
         self.since = 0
         self.baseline = 0.0
-        self.recent: list[float] = []
+        self.recent: deque[float] = deque(maxlen=self.WINDOW)
         self._limiter: Any = None
 
     def __enter__(self) -> Tuner:
@@ -338,7 +344,7 @@ class Tuner:
             return
         self.since += 1
         if count == self.all:
-            self.recent = [*self.recent[-(self.WINDOW - 1) :], seconds]
+            self.recent.append(seconds)
             slower = len(self.recent) == self.WINDOW and _mean(self.recent) > 2 * self.baseline
             # a probe on a busy machine can pick all threads and take its slow steps as
             # the baseline: look again now and then
@@ -355,7 +361,8 @@ class Tuner:
         many, one = _mean(self.times[self.all]), _mean(self.times[1])
         self.count = 1 if many > self.SLOWER * one else self.all
         self.baseline = many if self.count == self.all else one
-        self.since, self.recent = 0, []
+        self.since = 0
+        self.recent.clear()
 
     def _use(self, count: int) -> None:
         """Run the next steps on ``count`` threads: BLAS's for a network of dense layers,
@@ -373,5 +380,5 @@ class Tuner:
             self._limiter = _controller.limit(limits=count, user_api="blas")
 
 
-def _mean(values: list[float]) -> float:
+def _mean(values: Collection[float]) -> float:
     return sum(values) / len(values)

@@ -98,7 +98,8 @@ def check_inputs(x_raw: np.ndarray) -> list[Finding]:
                 )
             ]
         return []
-    x = x_raw.astype(np.float64)
+    # floats as they are: a float64 copy of a whole training set only to look at it
+    x = x_raw if x_raw.dtype.kind == "f" else x_raw.astype(np.float64)
     if not np.all(np.isfinite(x)):
         return [
             Finding(
