@@ -89,7 +89,7 @@ def test_mlp_builder_shapes_and_errors():
         ({"lr": 0.0}, "lr"),
         ({"lr": float("nan")}, "lr"),
         ({"val_split": 1.5}, "val_split"),
-        ({"val_split": 0}, "val_split"),
+        ({"val_split": -0.1}, "val_split"),
         ({"average_last": 5, "epochs": 3}, "average_last"),
         ({"hidden": ()}, "hidden"),
         ({"momentum": 1.0}, "momentum"),
@@ -110,6 +110,18 @@ def test_weight_decay_only_where_the_optimizer_has_it(tmp_path, mnist):
 def test_validation_that_leaves_nothing_to_train_is_refused(tmp_path, mnist):
     with pytest.raises(ArgumentError, match="val_split=600"):
         run(TrainOptions(limit=500, val_split=600), tmp_path, verbose=0)
+
+
+def test_val_split_0_trains_on_every_training_image(tmp_path, mnist):
+    lines: list[str] = []
+    options = TrainOptions(hidden=(32,), epochs=5, limit=600, val_split=0, lr=0.003)
+    result = run(options, tmp_path, verbose=0, log=lines.append)
+    assert "600 training, 0 validation" in lines[0]
+    assert result.val_accuracy is None and result.test_accuracy > 0.3
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert record["val_accuracy"] is None and "val_accuracy" not in record["history"]
+    assert load_model(tmp_path / "model.npz").metadata["val_accuracy"] is None
+    assert "| validation accuracy | - |" in (tmp_path / "report.md").read_text()
 
 
 def test_same_seed_same_network_and_no_pictures_without_matplotlib(tmp_path, monkeypatch, fashion):

@@ -123,13 +123,14 @@ class TrainOptions:
     """Everything that decides a training run (the command line's options).
 
     ``val_split`` is a fraction of the training set (``0.1``) or a number of images
-    (``5000``), taken from its end. ``limit`` trains on the first ``limit`` training
-    images only (quick tries). ``shift`` moves each training image by up to that many
-    pixels at random (0 = no augmentation); ``flip``, ``rotate`` and ``erase`` add mirror
-    images, rotations and erased rectangles (``augment.ImageAugment``). ``average_last``
-    replaces the final weights by the mean of the weights at the end of the last
-    ``average_last`` epochs. ``channels`` (CNN only, None: ``architectures.cnn``'s
-    32,64,128) are the widths of the convolutions.
+    (``5000``), taken from its end; 0 trains on every training image, with no validation
+    (for a final run of a recipe already chosen on a validation split). ``limit`` trains
+    on the first ``limit`` training images only (quick tries). ``shift`` moves each
+    training image by up to that many pixels at random (0 = no augmentation); ``flip``,
+    ``rotate`` and ``erase`` add mirror images, rotations and erased rectangles
+    (``augment.ImageAugment``). ``average_last`` replaces the final weights by the mean of
+    the weights at the end of the last ``average_last`` epochs. ``channels`` (CNN only,
+    None: ``architectures.cnn``'s 32,64,128) are the widths of the convolutions.
     """
 
     dataset: str = _option("mnist", "mnist or fashion (default %(default)s)")
@@ -196,8 +197,8 @@ class TrainOptions:
     )
     val_split: float = _option(
         0.1,
-        "validation images cut from the end of the training set: a fraction (0.1) or a "
-        "count (default %(default)g)",
+        "validation images cut from the end of the training set: a fraction (0.1), a "
+        "count, or 0 to train on all of them (default %(default)g)",
     )
     limit: int | None = _option(None, "train on the first N training images only", int)
     seed: int = _option(0, "default %(default)s")
@@ -263,7 +264,7 @@ class TrainOptions:
 
     def _check_val_split(self) -> None:
         value = self.val_split
-        check_range("val_split", value, "(0, inf)")
+        check_range("val_split", value, "[0, inf)")
         if value >= 1 and (value != int(value) or value > MAX_IMAGES):
             raise ArgumentError(
                 f"val_split must be a fraction below 1 or a whole number of images up to "

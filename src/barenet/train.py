@@ -190,12 +190,12 @@ def run(
     if out.exists() and not out.is_dir():
         raise ArgumentError(f"out must be a folder, but {out} is a file")
     spec = get_spec(options.dataset)
-    (x, y), (x_val, y_val), (x_test, y_test) = _splits(options, spec, log)
+    (x, y), validation, (x_test, y_test) = _splits(options, spec, log)
     model = _model(options, x.shape[1:], len(spec.classes), math.ceil(len(x) / options.batch_size))
     start = time.perf_counter()
-    history = _fit(model, options, x, y, (x_val, y_val), verbose)
+    history = _fit(model, options, x, y, validation, verbose)
     seconds = time.perf_counter() - start
-    val_accuracy = model.evaluate(x_val, y_val)["accuracy"]
+    val_accuracy = None if validation is None else model.evaluate(*validation)["accuracy"]
 
     # The test set, once, after every training decision is made.
     x_test_f = scale(x_test)
@@ -225,15 +225,20 @@ def run(
 
 def _splits(
     options: TrainOptions, spec: DatasetSpec, log: Callable[[str], None]
-) -> tuple[_Split, _Split, _Split]:
+) -> tuple[_Split, _Split | None, _Split]:
     """The dataset's training images (scaled, cut to ``options.limit``), the validation
-    part cut from their end, and the test images as stored (unscaled)."""
+    part cut from their end (None for ``val_split=0``), and the test images as stored
+    (unscaled)."""
     (x_train, y_train), (x_test, y_test) = load(spec.name, options.data_dir)
     if options.limit is not None:
         x_train, y_train = x_train[: options.limit], y_train[: options.limit]
-    (x, y), (x_val, y_val) = split_off(scale(x_train), y_train, options.val_split, "val_split")
-    log(f"{spec.title}: {len(x)} training, {len(x_val)} validation, {len(x_test)} test images")
-    return (x, y), (x_val, y_val), (x_test, y_test)
+    if options.val_split == 0:
+        x, y, validation = scale(x_train), y_train, None
+    else:
+        (x, y), validation = split_off(scale(x_train), y_train, options.val_split, "val_split")
+    n_val = 0 if validation is None else len(validation[0])
+    log(f"{spec.title}: {len(x)} training, {n_val} validation, {len(x_test)} test images")
+    return (x, y), validation, (x_test, y_test)
 
 
 def _fit(
@@ -241,7 +246,7 @@ def _fit(
     options: TrainOptions,
     x: np.ndarray,
     y: np.ndarray,
-    validation: _Split,
+    validation: _Split | None,
     verbose: int | str,
 ) -> History:
     """Train ``model`` as ``options`` say, averaging the last epochs' weights and
