@@ -15,7 +15,7 @@ from barenet.metrics import accuracy
 from barenet.normalization import BatchNorm
 from barenet.pretrained import PRETRAINED, load_pretrained, path_of
 
-TARGETS = {"mnist-cnn": 0.996, "fashion-cnn": 0.925}
+TARGETS = {"mnist-cnn": 0.996, "fashion-cnn": 0.935}
 
 
 @pytest.mark.slow
