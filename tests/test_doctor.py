@@ -211,6 +211,25 @@ def test_unscaled_inputs():
     assert report.gradient_ok
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_inputs_that_are_not_finite_are_an_error(dtype, bad):
+    from barenet.doctor.data import check_inputs
+
+    x = np.zeros((4, 3), dtype)
+    x[2, 1] = bad
+    [finding] = check_inputs(x)
+    assert (finding.severity, finding.cause) == ("error", "input_scale")
+    assert check_inputs(np.full((4, 3), 0.5, dtype)) == []
+
+
+def test_negative_integer_inputs_count_by_their_size():
+    from barenet.doctor.data import check_inputs
+
+    [finding] = check_inputs(np.array([[-128, 3]], np.int8))  # np.abs(-128) is -128 in int8
+    assert "up to 128" in finding.message
+
+
 def test_shuffled_labels():
     x, y = blobs()
     model = mlp(bn.ReLU())

@@ -59,6 +59,12 @@ def as_array(name: str, value: Any) -> np.ndarray:
         ) from None
 
 
+def peak_magnitude(x: np.ndarray) -> float:
+    """The largest ``|x|`` (0 for an empty ``x``; NaN or infinite when ``x`` holds such a
+    value), from a min and a max: no ``abs`` copy of ``x``."""
+    return max(-float(x.min()), float(x.max())) if x.size else 0.0
+
+
 def check_inputs(
     x: Any,
     name: str,
@@ -96,7 +102,7 @@ def check_inputs(
         raise ArgumentError(f"{name} must have samples of shape {sample_shape}, got {xa.shape[1:]}")
     with np.errstate(over="ignore", invalid="ignore"):  # too large for float32: inf
         out = np.ascontiguousarray(xa, dtype=dtype)
-    if finite and (not math.isfinite(float(out.min())) or not math.isfinite(float(out.max()))):
+    if finite and not math.isfinite(peak_magnitude(out)):
         if xa.dtype.kind == "f" and not np.isfinite(xa).all():
             raise ArgumentError(f"{name} contains NaN or infinite values")
         raise ArgumentError(f"{name} holds numbers too large for {dtype}")
@@ -135,7 +141,7 @@ def warn_if_unscaled(dtype: np.dtype, x: np.ndarray) -> None:
         )
         return
     sample = x[:10_000]
-    peak = max(-float(sample.min()), float(sample.max()))  # max |x|, no temporary array
+    peak = peak_magnitude(sample)
     if peak > UNSCALED:
         warnings.warn(
             f"inputs reach |x| = {peak:.4g}; networks train best on inputs scaled to about "

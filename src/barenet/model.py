@@ -350,7 +350,7 @@ class Sequential:
     def _check_outputs(name: str, x: np.ndarray, out: np.ndarray) -> None:
         """Refuse inputs so large that the network's outputs overflow."""
         if not np.isfinite(out).all():
-            peak = max(-float(x.min()), float(x.max()))
+            peak = data_checks.peak_magnitude(x)
             raise ArgumentError(
                 f"{name} drives the network's outputs to NaN or infinity (|{name}| up to "
                 f"{peak:.3g}); scale the inputs to about [-1, 1]"

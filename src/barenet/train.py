@@ -232,11 +232,10 @@ def _splits(
     (x_train, y_train), (x_test, y_test) = load(spec.name, options.data_dir)
     if options.limit is not None:
         x_train, y_train = x_train[: options.limit], y_train[: options.limit]
-    if options.val_split == 0:
-        x, y, validation = scale(x_train), y_train, None
-    else:
-        (x, y), validation = split_off(scale(x_train), y_train, options.val_split, "val_split")
-    n_val = 0 if validation is None else len(validation[0])
+    x, y, validation = scale(x_train), y_train, None
+    if options.val_split:  # 0: every training image trains, as fit(validation_split=0)
+        (x, y), validation = split_off(x, y, options.val_split, "val_split")
+    n_val = 0 if validation is None else len(validation[1])
     log(f"{spec.title}: {len(x)} training, {n_val} validation, {len(x_test)} test images")
     return (x, y), validation, (x_test, y_test)
 

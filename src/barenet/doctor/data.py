@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from barenet.data_checks import UNSCALED
+from barenet.data_checks import UNSCALED, peak_magnitude
 from barenet.doctor.report import Finding
 
 
@@ -87,7 +87,7 @@ def _unrelated_labels(ids: np.ndarray, counts: np.ndarray, x: np.ndarray) -> lis
 def check_inputs(x_raw: np.ndarray) -> list[Finding]:
     """A finding when the inputs are far from about [-1, 1] or not finite."""
     if np.issubdtype(x_raw.dtype, np.integer) or x_raw.dtype == np.bool_:
-        peak = float(np.abs(x_raw).max()) if x_raw.size else 0.0
+        peak = peak_magnitude(x_raw)
         if peak > UNSCALED:
             return [
                 Finding(
@@ -100,7 +100,8 @@ def check_inputs(x_raw: np.ndarray) -> list[Finding]:
         return []
     # floats as they are: a float64 copy of a whole training set only to look at it
     x = x_raw if x_raw.dtype.kind == "f" else x_raw.astype(np.float64)
-    if not np.all(np.isfinite(x)):
+    peak = peak_magnitude(x)  # NaN or infinite when one of the inputs is
+    if not np.isfinite(peak):
         return [
             Finding(
                 "error",
@@ -109,7 +110,6 @@ def check_inputs(x_raw: np.ndarray) -> list[Finding]:
                 "find where they come from (np.isnan(x).any(axis=...)) and drop or fill them",
             )
         ]
-    peak = float(np.abs(x).max()) if x.size else 0.0
     if peak > UNSCALED:
         return [
             Finding(
