@@ -44,7 +44,9 @@ _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 _MAX_DIM = 2**31 - 1
 #: Largest payload ``read_idx`` reads unless told otherwise (MNIST's largest is 47 MB).
 MAX_IDX_BYTES = 2**30
-_CHUNK = 1 << 20
+#: Bytes asked of the stream at a time. A gzip read allocates what it is asked for, however
+#: little data is left, so a small chunk keeps a truncated stream's cost near its data.
+_CHUNK = 1 << 18
 
 
 def _parse_header(data: bytes, name: str) -> tuple[np.dtype[Any], tuple[int, ...], int]:
